@@ -1,0 +1,47 @@
+# InstaShop DWH — the two commands are `make demo` and `make test`; the rest operate the stack.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+INSTASHOP := .venv/bin/instashop
+PYTEST := .venv/bin/pytest
+RUFF := .venv/bin/ruff
+
+.PHONY: help setup up down status logs clean demo test lint lock
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Install packages, venvs and jars (idempotent, cached outside the clone); write .env once
+	@bash stack/setup.sh
+
+up: setup ## Start every service, wait until healthy, apply schema migrations (safe to run twice)
+	@$(INSTASHOP) stack up
+	@$(INSTASHOP) db migrate
+
+down: ## Stop every service; data is kept
+	@$(INSTASHOP) stack down
+
+status: ## Table of service, port, pid, health
+	@$(INSTASHOP) stack status
+
+logs: ## Last lines of every service log (make logs SERVICE=kafka FOLLOW=1)
+	@$(INSTASHOP) stack logs $(SERVICE) $(if $(FOLLOW),--follow)
+
+clean: ## Stop and delete all data and logs (asks first unless FORCE=1)
+	@$(INSTASHOP) stack clean
+
+demo: up ## Everything up, then print URLs and logins
+	@$(INSTASHOP) stack urls
+
+test: up ## The whole test suite against the real services
+	@$(RUFF) check .
+	@$(PYTEST) tests
+
+lint: setup ## ruff
+	@$(RUFF) check .
+	@$(RUFF) format --check .
+
+lock: ## Re-resolve requirements.txt and superset/requirements.txt from their .in files
+	@uv=$$(ls -d $${INSTASHOP_CACHE:-$$HOME/.cache/instashop}/tools/uv-*/bin/uv | tail -1); \
+	$$uv pip compile -q --native-tls --python-version 3.11 requirements.in -o requirements.txt && \
+	$$uv pip compile -q --native-tls --python-version 3.11 superset/requirements.in -o superset/requirements.txt

@@ -1,0 +1,127 @@
+"""Settings shared by every component, read from the repo's `.env`.
+
+`make setup` writes `.env` once with random secrets (see `write_env_file`); every process reads
+it through `load_settings()`. Variables already set in the process environment win, so a test
+or an operator can override one value without editing the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(os.environ.get("INSTASHOP_HOME", Path(__file__).resolve().parents[2]))
+ENV_FILE = REPO_ROOT / ".env"
+
+# Passwords are URL-safe so they can sit inside DSNs and URLs unquoted.
+_SECRET_KEYS = (
+    "POSTGRES_SUPERUSER_PASSWORD",
+    "OLTP_APP_PASSWORD",
+    "DEBEZIUM_PASSWORD",
+    "DWH_WRITER_PASSWORD",
+    "DWH_READONLY_PASSWORD",
+    "AIRFLOW_DB_PASSWORD",
+    "SUPERSET_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "SUPERSET_ADMIN_PASSWORD",
+    "SUPERSET_SECRET_KEY",
+)
+
+_ENV_TEMPLATE = """\
+# InstaShop DWH local stack. Written once by `make setup`; never committed (it holds secrets).
+# Change a port here and run `make down && make up`. ${{VAR}} references are expanded on load.
+
+# Ports (all services bind to 127.0.0.1)
+POSTGRES_PORT=5432
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+CONNECT_PORT=8083
+REDIS_PORT=6379
+AIRFLOW_PORT=8080
+SUPERSET_PORT=8088
+SPARK_UI_PORT=4040
+
+# Logins of the web UIs
+AIRFLOW_ADMIN_USER=admin
+SUPERSET_ADMIN_USER=admin
+
+# Random secrets
+{secrets}
+
+# Connection strings used by the components
+POSTGRES_ADMIN_DSN=postgresql://postgres:${{POSTGRES_SUPERUSER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/postgres
+OLTP_DSN=postgresql://instashop_app:${{OLTP_APP_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/instashop
+DWH_DSN=postgresql://dwh_writer:${{DWH_WRITER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
+DWH_READONLY_DSN=postgresql://dwh_readonly:${{DWH_READONLY_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
+AIRFLOW_DB_DSN=postgresql://airflow:${{AIRFLOW_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/airflow
+SUPERSET_DB_DSN=postgresql://superset:${{SUPERSET_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/superset
+KAFKA_BOOTSTRAP=127.0.0.1:${{KAFKA_PORT}}
+CONNECT_URL=http://127.0.0.1:${{CONNECT_PORT}}
+REDIS_URL=redis://:${{REDIS_PASSWORD}}@127.0.0.1:${{REDIS_PORT}}/0
+AIRFLOW_URL=http://127.0.0.1:${{AIRFLOW_PORT}}
+SUPERSET_URL=http://127.0.0.1:${{SUPERSET_PORT}}
+"""
+
+
+def write_env_file(path: Path = ENV_FILE) -> bool:
+    """Create `.env` with fresh random secrets. Never overwrites: returns False if it exists."""
+    if path.exists():
+        return False
+    lines = "\n".join(f"{key}={secrets.token_urlsafe(24)}" for key in _SECRET_KEYS)
+    path.write_text(_ENV_TEMPLATE.format(secrets=lines))
+    path.chmod(0o600)
+    return True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of `.env` plus the process environment."""
+
+    values: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise KeyError(f"{key} is not set in {ENV_FILE} nor in the environment") from None
+
+    def port(self, name: str) -> int:
+        return int(self[f"{name.upper()}_PORT"])
+
+    @cached_property
+    def var_dir(self) -> Path:
+        """Runtime state of the local stack: data, logs and pid files (git-ignored)."""
+        return Path(self.values.get("INSTASHOP_VAR", REPO_ROOT / "var"))
+
+    @property
+    def repo_root(self) -> Path:
+        return REPO_ROOT
+
+    @property
+    def jars_dir(self) -> Path:
+        """The JVM jars `make setup` resolved from Maven Central (a link to the cache)."""
+        return REPO_ROOT / ".jars"
+
+    @property
+    def main_venv(self) -> Path:
+        return REPO_ROOT / ".venv"
+
+    @property
+    def superset_venv(self) -> Path:
+        return REPO_ROOT / ".venv-superset"
+
+
+def load_settings(env_file: Path = ENV_FILE) -> Settings:
+    if not env_file.exists():
+        raise FileNotFoundError(f"{env_file} is missing: run `make setup` first")
+    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values.update({k: v for k, v in os.environ.items() if k in values or k == "INSTASHOP_VAR"})
+    return Settings(values)

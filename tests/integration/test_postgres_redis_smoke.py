@@ -1,0 +1,89 @@
+"""The stack's PostgreSQL roles and Redis answer, and refuse what they must refuse."""
+
+import uuid
+
+import psycopg2
+import pytest
+import redis
+
+pytestmark = pytest.mark.integration
+
+
+def _query(dsn: str, statement: str, params=()):
+    with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        result = cur.fetchall() if cur.description else None
+    conn.close()
+    return result
+
+
+def test_shop_app_round_trips_on_the_oltp_database(settings):
+    token = uuid.uuid4().hex
+    with psycopg2.connect(settings["OLTP_DSN"]) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE smoke (token text)")
+        cur.execute("INSERT INTO smoke VALUES (%s)", (token,))
+        cur.execute("SELECT token, current_database(), current_user FROM smoke")
+        assert cur.fetchone() == (token, "instashop", "instashop_app")
+    conn.close()
+
+
+def test_debezium_role_can_replicate_and_read_the_oltp_database(settings):
+    dsn = f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/instashop"
+    assert _query(dsn, "SELECT rolreplication FROM pg_roles WHERE rolname = current_user") == [(True,)]
+    assert _query(dsn, "SHOW wal_level") == [("logical",)]
+
+
+def test_debezium_role_cannot_reach_the_dwh(settings):
+    dsn = f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/dwh"
+    with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+        psycopg2.connect(dsn, connect_timeout=5)
+
+
+def test_writer_writes_and_readonly_reads_the_dwh(settings):
+    component = f"smoke-{uuid.uuid4().hex[:8]}"
+    _query(
+        settings["DWH_DSN"],
+        "INSERT INTO pipeline_heartbeats (component, details) VALUES (%s, %s)",
+        (component, '{"smoke": true}'),
+    )
+    rows = _query(
+        settings["DWH_READONLY_DSN"],
+        "SELECT details FROM pipeline_heartbeats WHERE component = %s",
+        (component,),
+    )
+    assert rows == [({"smoke": True},)]
+
+
+def test_readonly_role_is_refused_a_write(settings):
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+        _query(
+            settings["DWH_READONLY_DSN"],
+            "INSERT INTO pipeline_heartbeats (component) VALUES ('must-not-land')",
+        )
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        _query(
+            settings["DWH_READONLY_DSN"],
+            "BEGIN READ WRITE; INSERT INTO pipeline_heartbeats (component) VALUES ('must-not-land')",
+        )
+
+
+def test_writer_cannot_create_tables_in_the_dwh(settings):
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        _query(settings["DWH_DSN"], "CREATE TABLE smoke_not_allowed (x int)")
+
+
+def test_wrong_password_is_refused(settings):
+    dsn = f"postgresql://dwh_writer:wrong@127.0.0.1:{settings.port('postgres')}/dwh"
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(dsn, connect_timeout=5)
+
+
+def test_redis_answers_with_auth_and_refuses_without(settings):
+    client = redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=5)
+    assert client.ping() is True
+    key = f"smoke:{uuid.uuid4().hex}"
+    client.set(key, "1", ex=60)
+    assert client.get(key) == b"1"
+    anonymous = redis.Redis(host="127.0.0.1", port=settings.port("redis"), socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
