@@ -17,6 +17,7 @@ setup: ## Install packages, venvs and jars (idempotent, cached outside the clone
 up: setup ## Start every service, wait until healthy, apply schema migrations (safe to run twice)
 	@$(INSTASHOP) stack up
 	@$(INSTASHOP) db migrate
+	@$(INSTASHOP) partitions ensure
 
 down: ## Stop every service; data is kept
 	@$(INSTASHOP) stack down

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dotenv import dotenv_values
+from psycopg2.extensions import make_dsn
 
 REPO_ROOT = Path(os.environ.get("INSTASHOP_HOME", Path(__file__).resolve().parents[2]))
 ENV_FILE = REPO_ROOT / ".env"
@@ -95,6 +96,10 @@ class Settings:
 
     def port(self, name: str) -> int:
         return int(self[f"{name.upper()}_PORT"])
+
+    def admin_dsn(self, database: str) -> str:
+        """The superuser's DSN on another database (migrations, partition maintenance)."""
+        return make_dsn(self["POSTGRES_ADMIN_DSN"], dbname=database)
 
     @cached_property
     def var_dir(self) -> Path:

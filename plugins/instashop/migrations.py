@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 
 import psycopg2
-from psycopg2.extensions import make_dsn, parse_dsn
 
 from instashop.config import REPO_ROOT, Settings
 
@@ -51,8 +50,7 @@ def migrate(settings: Settings, targets: tuple[Target, ...] = TARGETS) -> list[s
 
 def _migrate_target(settings: Settings, target: Target) -> list[str]:
     files = sorted((SQL_DIR / target.sql_dir).glob("*.sql"))
-    dsn = make_dsn(**{**parse_dsn(settings["POSTGRES_ADMIN_DSN"]), "dbname": target.database})
-    conn = psycopg2.connect(dsn)
+    conn = psycopg2.connect(settings.admin_dsn(target.database))
     applied = []
     try:
         with conn, conn.cursor() as cur:

@@ -191,7 +191,5 @@ def _ensure_role(cur, role: str, password: str, attributes: str) -> None:
 def _ensure_database(cur, database: str, owner: str) -> None:
     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
     if not cur.fetchone():
-        cur.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner))
-        )
+        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner)))
         log.info("created database %s (owner %s)", database, owner)

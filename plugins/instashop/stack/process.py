@@ -68,6 +68,9 @@ class DetachedProcess:
                 group=user,
                 start_new_session=True,  # survives the caller; signals reach its whole group
             )
+        # Right after exec the kernel may still show an empty command line: let it settle, so the
+        # first pid() check does not mistake our own process for a stale one.
+        wait_until(lambda: self.marker in (_cmdline(proc.pid) or "") or proc.poll() is not None, 5, 0.01)
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
 

@@ -1,0 +1,80 @@
+"""Superset configuration of the InstaShop DWH (loaded through SUPERSET_CONFIG_PATH).
+
+Superset runs in its own virtual environment without the `instashop` package, so this file reads
+the repo's `.env` itself. As everywhere in the project, the process environment wins over `.env`.
+Secrets come only from there: nothing here is a fixed password or key.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+
+# Lower-case names: Superset takes every upper-case name of this module as a setting.
+_env_file = Path(__file__).resolve().parents[1] / ".env"
+_env: dict[str, str] = {
+    **{k: v for k, v in dotenv_values(_env_file).items() if v is not None},
+    **os.environ,
+}
+
+
+def _require(key: str) -> str:
+    if not _env.get(key):
+        raise RuntimeError(f"{key} is not set in {_env_file} nor in the environment: run `make setup`")
+    return _env[key]
+
+
+# Signs sessions and encrypts the database passwords stored in the metadata DB: changing it
+# later makes those unreadable. Without it Superset would fall back to a public default key.
+SECRET_KEY = _require("SUPERSET_SECRET_KEY")
+
+# Metadata DB: users, dashboards, charts, saved queries (database `superset` on the stack's Postgres).
+SQLALCHEMY_DATABASE_URI = _require("SUPERSET_DB_DSN")
+# Connections survive a Postgres restart underneath a running Superset.
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+# --- caches -------------------------------------------------------------------------------------
+# Redis db 0 holds the live:* metrics; Superset's caches get db 1 so a flush or a key scan on one
+# side never touches the other. Prefixes keep the caches apart inside db 1.
+_redis = urlsplit(_require("REDIS_URL"))
+_cache_redis_url = urlunsplit(_redis._replace(path="/1"))
+
+
+def _redis_cache(prefix: str, timeout: timedelta) -> dict[str, object]:
+    return {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": _cache_redis_url,
+        "CACHE_KEY_PREFIX": f"superset_{prefix}_",
+        "CACHE_DEFAULT_TIMEOUT": int(timeout.total_seconds()),
+    }
+
+
+# Metadata (dashboards, dataset columns) changes rarely.
+CACHE_CONFIG = _redis_cache("meta", timedelta(days=1))
+# Query results: short-lived, as the DWH is fed continuously (and Redis evicts keys with TTLs
+# first under memory pressure, so large long-lived results would crowd out live metrics).
+DATA_CACHE_CONFIG = _redis_cache("data", timedelta(minutes=10))
+
+# --- query limits ---------------------------------------------------------------------------------
+ROW_LIMIT = 10_000  # default for a chart's query
+SAMPLES_ROW_LIMIT = 1_000  # "samples" pane in Explore
+SQL_MAX_ROW = 100_000  # hard cap for any query, SQL Lab included
+DISPLAY_MAX_ROW = 10_000  # rows SQL Lab shows in the browser
+
+# --- SQL Lab -------------------------------------------------------------------------------------
+# Queries run synchronously in the web workers (no Celery): keep them bounded and below the
+# gunicorn timeout (120 s, see instashop.stack.superset).
+SQLLAB_TIMEOUT = 60
+SUPERSET_WEBSERVER_TIMEOUT = 120
+DEFAULT_SQLLAB_LIMIT = 1_000
+# The DWH database (read-only role, DWH_READONLY_DSN) and its default in SQL Lab
+# (SQLLAB_DEFAULT_DBID) are added with the dashboards bundle.
+
+# --- security -----------------------------------------------------------------------------------
+WTF_CSRF_ENABLED = True
+# Only `shillelagh+safe://` (the live Redis charts) and real databases; never plain shillelagh/sqlite.
+PREVENT_UNSAFE_DB_CONNECTIONS = True
