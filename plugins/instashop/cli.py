@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import click
+import psycopg2
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from instashop import config, migrations
+from instashop import config, connector, migrations, partitions
 from instashop.stack import manager
 
 console = Console()
@@ -19,7 +22,8 @@ console = Console()
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.option("--job-marker", hidden=True, help="Tags a detached job's command line (see instashop.jobs).")
+def main(verbose: bool, job_marker: str | None) -> None:
     """InstaShop DWH command line."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -136,6 +140,173 @@ def migrate() -> None:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(1)
     click.echo(f"applied {len(applied)} migration(s)" if applied else "schemas are up to date")
+
+
+# --- consumer ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--batch-size",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most messages written per DWH transaction.",
+)
+@click.option(
+    "--batch-timeout",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds to wait for a batch to fill.",
+)
+@click.option("--group-id", default="instashop-dwh", show_default=True, help="Kafka consumer group.")
+def consume(batch_size: int, batch_timeout: float, group_id: str) -> None:
+    """Apply the CDC topics to the DWH until SIGTERM/Ctrl-C (the batch in flight is finished)."""
+    from instashop import consumer
+
+    options = consumer.ConsumerOptions(batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id)
+    consumer.run(config.load_settings(), options)
+
+
+# --- Debezium connector -------------------------------------------------------------------------
+
+
+@main.group("connector")
+def connector_group() -> None:
+    """The Debezium connector capturing the shop's database (Kafka Connect REST)."""
+
+
+def _connect() -> connector.ConnectClient:
+    return connector.ConnectClient(config.load_settings())
+
+
+@connector_group.command("status")
+def connector_status() -> None:
+    """Connector and task states; exits 1 unless all are RUNNING."""
+    try:
+        state = _connect().state()
+    except connector.ConnectError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{connector.CONNECTOR_NAME}: {state.connector}; tasks: {', '.join(state.tasks) or 'none'}")
+    if state.trace:
+        click.echo(state.trace.splitlines()[0])
+    sys.exit(0 if state.healthy else 1)
+
+
+@connector_group.command("register")
+def connector_register() -> None:
+    """Create or update the connector from stack/connect/instashop-oltp.json (idempotent)."""
+    try:
+        created = _connect().register()
+    except connector.ConnectError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{connector.CONNECTOR_NAME}: {'created' if created else 'configuration updated'}")
+
+
+@connector_group.command("restart")
+def connector_restart() -> None:
+    """Restart the connector and its tasks."""
+    try:
+        _connect().restart()
+    except connector.ConnectError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{connector.CONNECTOR_NAME}: restart requested")
+
+
+# --- partitions ---------------------------------------------------------------------------------
+
+
+@main.group("partitions")
+def partitions_group() -> None:
+    """Daily partitions of realtime_events."""
+
+
+@partitions_group.command()
+@click.option("--days-back", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--days-ahead", default=7, show_default=True, type=click.IntRange(min=0))
+def ensure(days_back: int, days_ahead: int) -> None:
+    """Create missing daily partitions around today and rescue rows stuck in the default one."""
+    today = datetime.now(UTC).date()
+    with _dwh_admin() as conn:
+        created = partitions.ensure_daily_partitions(
+            conn, today - timedelta(days=days_back), today + timedelta(days=days_ahead)
+        )
+        created += partitions.rescue_default_partition(conn)
+    click.echo(f"created {len(created)} partition(s)" if created else "partitions are up to date")
+
+
+@partitions_group.command("list")
+def list_partitions() -> None:
+    """The partition inventory with exact row counts."""
+    with _dwh_admin() as conn:
+        rows = partitions.inventory(conn)
+    table = Table("partition", "day", "rows")
+    for part in rows:
+        table.add_row(part.name, str(part.day or "default"), f"{part.rows:,}")
+    console.print(table)
+
+
+@contextmanager
+def _dwh_admin():
+    conn = psycopg2.connect(config.load_settings().admin_dsn("dwh"))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# --- workload generator -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--rate",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Target events (row changes) per second; 0 = as fast as possible.",
+)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option("--sessions", type=click.IntRange(min=1), help="Stop after this many sessions.")
+@click.option("--seed", type=int, help="Seed: the same seed on the same data writes the same workload.")
+@click.option(
+    "--customers", default=1000, show_default=True, type=click.IntRange(min=1), help="Top customers up to this many."
+)
+@click.option(
+    "--products", default=200, show_default=True, type=click.IntRange(min=1), help="Top products up to this many."
+)
+@click.option(
+    "--async-commit",
+    is_flag=True,
+    help="Don't wait for each commit's WAL flush (~4x faster, for load tests; a crash may lose the last rows).",
+)
+def generate(
+    rate: float,
+    duration: float | None,
+    sessions: int | None,
+    seed: int | None,
+    customers: int,
+    products: int,
+    async_commit: bool,
+) -> None:
+    """Write shop sessions into the OLTP database until --duration or --sessions (Ctrl-C stops cleanly)."""
+    from instashop import generator
+
+    options = generator.GeneratorConfig(
+        rate=rate,
+        duration=duration,
+        sessions=sessions,
+        seed=seed,
+        customers=customers,
+        products=products,
+        synchronous_commit=not async_commit,
+    )
+    try:
+        summary = generator.run(config.load_settings()["OLTP_DSN"], options, console=console)
+    except (generator.GeneratorError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    console.print(generator.summary_table(summary))
 
 
 if __name__ == "__main__":

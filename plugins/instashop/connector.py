@@ -1,0 +1,78 @@
+"""The Debezium connector that captures the shop's database, managed through the Connect REST API.
+
+Its configuration lives in `stack/connect/instashop-oltp.json`; secrets and ports in it are
+`${env:…}` references that the Connect worker resolves (EnvVarConfigProvider), so the REST API
+never shows a password. `register` is idempotent: PUT creates or updates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from instashop.config import REPO_ROOT, Settings
+
+CONNECTOR_NAME = "instashop-oltp"
+CONFIG_FILE = REPO_ROOT / "stack" / "connect" / f"{CONNECTOR_NAME}.json"
+TOPIC_PREFIX = "instashop"
+# Every CDC topic of the shop's tables (Debezium names them <prefix>.<schema>.<table>).
+CDC_TOPIC_PATTERN = rf"^{TOPIC_PREFIX}\.public\..+"
+
+
+class ConnectError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectorState:
+    connector: str  # RUNNING, PAUSED, FAILED, UNASSIGNED, or MISSING when not registered
+    tasks: list[str]
+    trace: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.connector == "RUNNING" and bool(self.tasks) and all(t == "RUNNING" for t in self.tasks)
+
+
+class ConnectClient:
+    def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+        self.base = settings["CONNECT_URL"].rstrip("/")
+        self.timeout = timeout
+
+    def register(self, name: str = CONNECTOR_NAME, config: dict[str, Any] | None = None) -> bool:
+        """Create or update the connector; True if it was created."""
+        config = config if config is not None else load_config()
+        response = self._call("PUT", f"/connectors/{name}/config", json=config)
+        return response.status_code == 201
+
+    def state(self, name: str = CONNECTOR_NAME) -> ConnectorState:
+        response = self._call("GET", f"/connectors/{name}/status", ok=(200, 404))
+        if response.status_code == 404:
+            return ConnectorState("MISSING", [])
+        body = response.json()
+        tasks = body.get("tasks", [])
+        trace = next((t.get("trace") for t in tasks if t.get("trace")), body["connector"].get("trace"))
+        return ConnectorState(body["connector"]["state"], [t["state"] for t in tasks], trace)
+
+    def restart(self, name: str = CONNECTOR_NAME) -> None:
+        """Restart the connector and all its tasks (Connect's restart endpoint)."""
+        self._call("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=false", ok=(202, 204))
+
+    def delete(self, name: str = CONNECTOR_NAME) -> None:
+        self._call("DELETE", f"/connectors/{name}", ok=(204, 404))
+
+    def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kwargs) -> requests.Response:
+        try:
+            response = requests.request(method, self.base + path, timeout=self.timeout, **kwargs)
+        except requests.RequestException as err:
+            raise ConnectError(f"Kafka Connect at {self.base} is unreachable: {err}") from None
+        if response.status_code not in ok:
+            raise ConnectError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
+        return response
+
+
+def load_config() -> dict[str, Any]:
+    return json.loads(CONFIG_FILE.read_text())

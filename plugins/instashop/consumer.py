@@ -1,0 +1,213 @@
+"""`instashop consume`: the CDC topics into the DWH, each business event exactly once.
+
+The loop: take a batch of messages -> decode and map each (bad ones become dead letters) -> write
+the batch in one DWH transaction -> publish dead letters and enriched transaction items -> commit
+the Kafka offsets. A crash anywhere before the offset commit means the batch is delivered again,
+and the DWH writer's LSN guard makes that second delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg2
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from instashop import topics
+from instashop.config import Settings
+from instashop.connector import CDC_TOPIC_PATTERN
+from instashop.debezium import DecodeError, decode
+from instashop.events import DimensionRow, EventRow, SessionRow, map_change
+from instashop.warehouse import Batch, DeadLetter, EnrichedItem, WarehouseWriter, WriteResult
+
+log = logging.getLogger(__name__)
+
+# A change event of the shop's tables is a few KiB; anything this large is not one of ours.
+MAX_MESSAGE_BYTES = 256 * 1024
+HEARTBEAT_COMPONENT = "consumer"
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    batch_size: int = 5000
+    # How long to wait for a batch to fill: the latency added when traffic is light.
+    batch_timeout: float = 0.1
+    group_id: str = "instashop-dwh"
+    heartbeat_interval: float = 5.0
+
+
+def to_batch(messages: list[Message]) -> Batch:
+    """Decode and map messages; each one that fails becomes a dead letter with the reason."""
+    batch = Batch()
+    for message in messages:
+        try:
+            row = _map_message(message)
+        except DecodeError as err:
+            batch.dead_letters.append(_dead_letter(message, str(err)))
+            continue
+        except Exception as err:  # a poison message must never stop the pipeline
+            batch.dead_letters.append(_dead_letter(message, f"unexpected {type(err).__name__}: {err}"))
+            continue
+        if isinstance(row, EventRow):
+            batch.events.append(row)
+        elif isinstance(row, DimensionRow):
+            batch.dimensions.append(row)
+        elif isinstance(row, SessionRow):
+            batch.sessions.append(row)
+    return batch
+
+
+def _map_message(message: Message):
+    value = message.value()
+    if value is not None and len(value) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(value)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
+    change = decode(message.key(), value)
+    return None if change is None else map_change(change)
+
+
+def _dead_letter(message: Message, reason: str) -> DeadLetter:
+    return DeadLetter(message.topic(), message.partition(), message.offset(), message.key(), message.value(), reason)
+
+
+class DwhConsumer:
+    """Runs the loop until `stop()` (SIGTERM/SIGINT): the batch in flight is finished and committed."""
+
+    def __init__(self, settings: Settings, options: ConsumerOptions | None = None) -> None:
+        self.options = options or ConsumerOptions()
+        self.settings = settings
+        self._stopping = False
+        self._stats = {"batches": 0, "messages": 0, "events_written": 0, "dead_letters": 0}
+        self._last_heartbeat = 0.0
+
+    def stop(self, *_: Any) -> None:
+        log.info("stop requested: finishing the current batch")
+        self._stopping = True
+
+    def run(self) -> None:
+        consumer = Consumer(self._consumer_config())
+        producer = Producer(self._producer_config())
+        conn = psycopg2.connect(self.settings["DWH_DSN"], application_name="instashop-consumer")
+        writer = WarehouseWriter(conn)
+        consumer.subscribe([CDC_TOPIC_PATTERN])
+        log.info("consuming %s as group %s", CDC_TOPIC_PATTERN, self.options.group_id)
+        try:
+            while not self._stopping:
+                messages = self._poll(consumer)
+                if messages:
+                    self._process(messages, writer, producer, consumer)
+                self._maybe_heartbeat(writer)
+        finally:
+            producer.flush(10)
+            consumer.close()  # leaves the group at once: a restarted consumer need not wait
+            conn.close()
+            log.info("stopped after %s", self._stats)
+
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        messages = consumer.consume(self.options.batch_size, self.options.batch_timeout)
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.error("Kafka error on %s: %s", message.topic(), error)
+                if error.fatal():
+                    raise RuntimeError(f"fatal Kafka error: {error}")
+        return good
+
+    def _process(
+        self, messages: list[Message], writer: WarehouseWriter, producer: Producer, consumer: Consumer
+    ) -> WriteResult:
+        batch = to_batch(messages)
+        result = writer.write(batch)
+        for letter in batch.dead_letters:
+            log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
+            producer.produce(
+                topics.DEAD_LETTERS,
+                key=letter.key,
+                value=letter.value,
+                headers={
+                    "dlq.reason": letter.reason,
+                    "dlq.topic": letter.topic,
+                    "dlq.partition": str(letter.partition),
+                    "dlq.offset": str(letter.offset),
+                },
+            )
+        for item in result.items:
+            producer.produce(topics.ENRICHED_TRANSACTION_ITEMS, key=item.event_key, value=_item_json(item))
+        undelivered = producer.flush(30)
+        if undelivered:
+            raise RuntimeError(f"{undelivered} messages to Kafka not delivered; offsets not committed")
+        consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+        self._count(messages, result)
+        return result
+
+    def _count(self, messages: list[Message], result: WriteResult) -> None:
+        self._stats["batches"] += 1
+        self._stats["messages"] += len(messages)
+        self._stats["events_written"] += result.events_upserted + result.events_deleted
+        self._stats["dead_letters"] += result.dead_letters
+
+    def _maybe_heartbeat(self, writer: WarehouseWriter) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.options.heartbeat_interval:
+            writer.heartbeat(HEARTBEAT_COMPONENT, {"pid": os.getpid(), **self._stats})
+            self._last_heartbeat = now
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+            "group.id": self.options.group_id,
+            "enable.auto.commit": False,  # offsets only after the DWH commit
+            "auto.offset.reset": "earliest",
+            # CDC topics appear when a table first changes: notice new ones within seconds.
+            "topic.metadata.refresh.interval.ms": 5000,
+            "fetch.wait.max.ms": 50,
+            "queued.max.messages.kbytes": 262144,
+        }
+
+    def _producer_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+
+
+def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last message of the batch (what Kafka commits)."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic(), m.partition())] = max(m.offset(), last.get((m.topic(), m.partition()), -1))
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+
+def _item_json(item: EnrichedItem) -> bytes:
+    return msgspec.json.encode(
+        {
+            "event_key": item.event_key,
+            "source_lsn": item.source_lsn,
+            "event_time": item.timestamp.isoformat(),
+            "transaction_id": item.raw_data.get("transaction_id"),
+            "product_id": item.product_id,
+            "product_name": item.product_name,
+            "category": item.category,
+            "quantity": item.raw_data.get("quantity"),
+            "unit_price": item.raw_data.get("unit_price"),
+            "amount": str(item.amount),
+        }
+    )
+
+
+def run(settings: Settings, options: ConsumerOptions | None = None) -> None:
+    consumer = DwhConsumer(settings, options)
+    signal.signal(signal.SIGTERM, consumer.stop)
+    signal.signal(signal.SIGINT, consumer.stop)
+    consumer.run()

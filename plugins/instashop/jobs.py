@@ -1,0 +1,51 @@
+"""The pipeline's long-running jobs as detached processes: started by `make demo`, the tests and the
+stream_supervisor DAG alike, each tracked by a pid file under var/run and logging to var/log.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from instashop.config import Settings
+from instashop.stack.process import DetachedProcess
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    process: DetachedProcess
+    argv: list[str]
+
+    def start(self) -> int:
+        """Start unless running; returns the pid either way."""
+        pid = self.process.pid()
+        return pid if pid is not None else self.process.start(self.argv, env=dict(os.environ))
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """SIGTERM: the job finishes its batch and commits before it exits."""
+        return self.process.stop(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+
+def consumer_job(settings: Settings, *extra_args: str) -> Job:
+    return _job(settings, "consumer", [_instashop(settings), "consume", *extra_args])
+
+
+def _job(settings: Settings, name: str, argv: list[str]) -> Job:
+    var = settings.var_dir
+    # The marker is the job's pid file path: present on the command line of no other process.
+    pid_file = var / "run" / f"{name}.pid"
+    marker = f"--job-marker={pid_file}"
+    process = DetachedProcess(name, pid_file, var / "log" / f"{name}.log", marker)
+    return Job(name, process, [*argv[:1], marker, *argv[1:]])
+
+
+def _instashop(settings: Settings) -> str:
+    return str(Path(settings.main_venv) / "bin" / "instashop")

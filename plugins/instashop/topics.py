@@ -1,0 +1,6 @@
+"""Kafka topics of the pipeline besides Debezium's CDC topics (see connector.CDC_TOPIC_PATTERN)."""
+
+# Transaction items as written to the DWH, enriched with product name and category (for Spark).
+ENRICHED_TRANSACTION_ITEMS = "instashop.enriched.transaction_items"
+# Messages the consumer could not decode or map, with the reason in the `dlq.reason` header.
+DEAD_LETTERS = "instashop.dlq"

@@ -1,0 +1,331 @@
+"""Write one consumer batch into the DWH in a single transaction, idempotently.
+
+Events are bulk-loaded with COPY into a session-local staging table, then merged into
+realtime_events: deletes first, then an upsert that enriches names from the dimensions. Every
+merge is guarded by the source LSN (`source_lsn < incoming`), so a redelivered or replayed change
+is a no-op and only a newer change can overwrite a row. The caller commits Kafka offsets only
+after `write` returns.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from psycopg2.extras import Json, execute_values
+
+from instashop.events import DimensionRow, EventRow, SessionRow
+from instashop.sessions import refresh_sessions
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_PREVIEW_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+@dataclass
+class Batch:
+    events: list[EventRow] = field(default_factory=list)
+    dimensions: list[DimensionRow] = field(default_factory=list)
+    sessions: list[SessionRow] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.dimensions) + len(self.sessions) + len(self.dead_letters)
+
+
+@dataclass(frozen=True)
+class EnrichedItem:
+    """A transaction item as written to the DWH, with its product's name and category."""
+
+    event_key: str
+    source_lsn: int
+    timestamp: datetime
+    product_id: int
+    product_name: str | None
+    category: str | None
+    amount: Decimal
+    raw_data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    events_upserted: int
+    events_deleted: int
+    sessions_changed: int
+    dead_letters: int
+    items: list[EnrichedItem]
+
+
+_STAGING_COLUMNS = (
+    "event_key",
+    "source_lsn",
+    "deleted",
+    "event_type",
+    "ts",
+    "customer_id",
+    "product_id",
+    "amount",
+    "session_id",
+    "raw_data",
+)
+
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    event_key   varchar(120) NOT NULL,
+    source_lsn  bigint       NOT NULL,
+    deleted     boolean      NOT NULL,
+    event_type  varchar(50)  NOT NULL,
+    ts          timestamp,
+    customer_id integer,
+    product_id  integer,
+    amount      numeric(12,2),
+    session_id  varchar(255),
+    raw_data    jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+_DELETE_EVENTS = """
+DELETE FROM realtime_events e
+USING staging_events s
+WHERE s.deleted AND e.event_key = s.event_key AND e.source_lsn < s.source_lsn
+RETURNING e.session_id
+"""
+
+# Returns the rows written (replays that change nothing return none) and, for the enriched-items
+# topic, the columns of the transaction items.
+_UPSERT_EVENTS = """
+WITH written AS (
+INSERT INTO realtime_events (event_type, "timestamp", customer_id, customer_name, product_id, product_name,
+                             category, amount, session_id, raw_data, processed_at, source, event_key, source_lsn)
+SELECT s.event_type, s.ts, s.customer_id, c.name, s.product_id, p.name, p.category, s.amount, s.session_id,
+       s.raw_data, now() AT TIME ZONE 'UTC', 'kafka_consumer', s.event_key, s.source_lsn
+FROM staging_events s
+LEFT JOIN dim_customers c ON c.customer_id = s.customer_id
+LEFT JOIN dim_products p ON p.product_id = s.product_id
+WHERE NOT s.deleted
+ON CONFLICT (event_key, "timestamp") DO UPDATE
+SET event_type = EXCLUDED.event_type, customer_id = EXCLUDED.customer_id,
+    customer_name = EXCLUDED.customer_name, product_id = EXCLUDED.product_id,
+    product_name = EXCLUDED.product_name, category = EXCLUDED.category, amount = EXCLUDED.amount,
+    session_id = EXCLUDED.session_id, raw_data = EXCLUDED.raw_data, processed_at = EXCLUDED.processed_at,
+    source_lsn = EXCLUDED.source_lsn
+WHERE realtime_events.source_lsn < EXCLUDED.source_lsn
+RETURNING event_type, event_key, source_lsn, "timestamp", product_id, product_name, category, amount, raw_data
+)
+-- Every written row is counted; only transaction items carry their columns back.
+SELECT event_type = 'transaction_item', event_key, source_lsn, "timestamp", product_id, product_name, category,
+       amount, CASE WHEN event_type = 'transaction_item' THEN raw_data END
+FROM written
+"""
+
+# Events can reach the DWH before their customer or product does (different topics): once a new
+# customer/product arrives, its earlier events get their names. Renames do not rewrite history.
+_BACKFILL_CUSTOMER_NAMES = """
+UPDATE realtime_events e SET customer_name = c.name
+FROM dim_customers c
+WHERE c.customer_id = ANY(%s) AND e.customer_id = c.customer_id AND e.customer_name IS NULL
+"""
+_BACKFILL_PRODUCT_NAMES = """
+UPDATE realtime_events e SET product_name = p.name, category = p.category
+FROM dim_products p
+WHERE p.product_id = ANY(%s) AND e.product_id = p.product_id AND e.product_name IS NULL
+"""
+
+_DIMENSIONS = {
+    "customers": ("dim_customers", "customer_id", ("name", "email", "country", "created_at")),
+    "products": ("dim_products", "product_id", ("name", "category", "price", "updated_at")),
+}
+
+
+class WarehouseWriter:
+    """Owns one DWH connection (the consumer's role) and writes batches through it."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        with conn, conn.cursor() as cur:
+            cur.execute(_CREATE_STAGING)
+
+    def write(self, batch: Batch) -> WriteResult:
+        events = _latest(batch.events, key=lambda e: e.event_key)
+        with self.conn, self.conn.cursor() as cur:
+            new_dimension_keys = self._write_dimensions(cur, batch.dimensions)
+            items, upserted, deleted_sessions = self._write_events(cur, events)
+            for table, keys in new_dimension_keys.items():
+                cur.execute(_BACKFILL_CUSTOMER_NAMES if table == "customers" else _BACKFILL_PRODUCT_NAMES, (keys,))
+            self._write_sessions(cur, batch.sessions)
+            # A deleted event (its `before` holds only the key) names its session through the DWH row.
+            touched = {s.session_id for s in batch.sessions} | {e.session_id for e in events if e.session_id}
+            sessions_changed = refresh_sessions(cur, sorted(touched | set(filter(None, deleted_sessions))))
+            self._write_dead_letters(cur, batch.dead_letters)
+        return WriteResult(upserted, len(deleted_sessions), sessions_changed, len(batch.dead_letters), items)
+
+    def heartbeat(self, component: str, details: dict[str, Any]) -> None:
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO pipeline_heartbeats (component, heartbeat_at, details) VALUES (%s, now(), %s) "
+                "ON CONFLICT (component) DO UPDATE SET heartbeat_at = now(), details = EXCLUDED.details",
+                (component, Json(details)),
+            )
+
+    def _write_events(self, cur, events: list[EventRow]) -> tuple[list[EnrichedItem], int, list[str | None]]:
+        """Merge the events; returns the items written, the count upserted, the deleted rows' sessions."""
+        if not events:
+            return [], 0, []
+        cur.copy_expert(f"COPY staging_events ({', '.join(_STAGING_COLUMNS)}) FROM STDIN", _copy_buffer(events))
+        cur.execute(_DELETE_EVENTS)
+        deleted_sessions = [session_id for (session_id,) in cur.fetchall()]
+        cur.execute(_UPSERT_EVENTS)
+        written = cur.fetchall()
+        return [EnrichedItem(*row[1:]) for row in written if row[0]], len(written), deleted_sessions
+
+    def _write_dimensions(self, cur, rows: list[DimensionRow]) -> dict[str, list[int]]:
+        """Upsert/delete dimension rows; returns the keys per table that were new to the DWH."""
+        changed: dict[str, list[int]] = {}
+        for source, (table, key_column, columns) in _DIMENSIONS.items():
+            latest = _latest([r for r in rows if r.table == source], key=lambda r: r.key)
+            upserts = [r for r in latest if not r.deleted]
+            deletes = [r for r in latest if r.deleted]
+            if upserts:
+                assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "source_lsn"))
+                changed[source] = [
+                    key
+                    for key, inserted in execute_values(
+                        cur,
+                        f"INSERT INTO {table} ({key_column}, {', '.join(columns)}, source_lsn) VALUES %s "
+                        f"ON CONFLICT ({key_column}) DO UPDATE SET {assignments} "
+                        f"WHERE {table}.source_lsn < EXCLUDED.source_lsn RETURNING {key_column}, xmax = 0",
+                        [(r.key, *(r.values.get(c) for c in columns), r.source_lsn) for r in upserts],
+                        fetch=True,
+                    )
+                    if inserted
+                ]
+            if deletes:
+                cur.execute(
+                    f"DELETE FROM {table} d USING unnest(%s::int[], %s::bigint[]) AS x(key, lsn) "
+                    f"WHERE d.{key_column} = x.key AND d.source_lsn < x.lsn",
+                    ([r.key for r in deletes], [r.source_lsn for r in deletes]),
+                )
+        return changed
+
+    def _write_sessions(self, cur, rows: list[SessionRow]) -> None:
+        latest = _latest(rows, key=lambda r: r.session_id)
+        upserts = [r for r in latest if not r.deleted]
+        deletes = [r for r in latest if r.deleted]
+        if upserts:
+            execute_values(
+                cur,
+                'INSERT INTO customer_sessions (session_id, customer_id, session_data, "timestamp", source_lsn) '
+                "VALUES %s ON CONFLICT (session_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, "
+                "session_data = coalesce(customer_sessions.session_data, '{}') || EXCLUDED.session_data, "
+                '"timestamp" = EXCLUDED."timestamp", source_lsn = EXCLUDED.source_lsn '
+                "WHERE customer_sessions.source_lsn < EXCLUDED.source_lsn",
+                [
+                    (
+                        r.session_id,
+                        r.customer_id,
+                        Json(_session_source_data(r)),
+                        r.ended_at or r.started_at,
+                        r.source_lsn,
+                    )
+                    for r in upserts
+                ],
+            )
+        if deletes:
+            cur.execute(
+                "DELETE FROM customer_sessions s USING unnest(%s::varchar[], %s::bigint[]) AS x(id, lsn) "
+                "WHERE s.session_id = x.id AND s.source_lsn < x.lsn",
+                ([r.session_id for r in deletes], [r.source_lsn for r in deletes]),
+            )
+
+    def _write_dead_letters(self, cur, letters: list[DeadLetter]) -> None:
+        if letters:
+            execute_values(
+                cur,
+                "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, message_value, "
+                "value_bytes, reason) VALUES %s ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
+                [
+                    (d.topic, d.partition, d.offset, _preview(d.key), _preview(d.value), len(d.value or b""), d.reason)
+                    for d in letters
+                ],
+            )
+
+
+def _session_source_data(row: SessionRow) -> dict[str, Any]:
+    return {
+        "start_time": _iso(row.started_at),
+        "end_time": _iso(row.ended_at),
+        "device": row.device,
+    }
+
+
+def _latest(rows: Iterable, key) -> list:
+    """The newest change (highest LSN) per key: a batch may hold several changes of one row."""
+    newest: dict[Any, Any] = {}
+    for row in rows:
+        current = newest.get(key(row))
+        if current is None or row.source_lsn > current.source_lsn:
+            newest[key(row)] = row
+    return list(newest.values())
+
+
+def _copy_buffer(events: list[EventRow]) -> io.StringIO:
+    lines = []
+    for e in events:
+        values = (
+            e.event_key,
+            e.source_lsn,
+            e.deleted,
+            e.event_type,
+            e.timestamp,
+            e.customer_id,
+            e.product_id,
+            e.amount,
+            e.session_id,
+            e.raw_data,
+        )
+        lines.append("\t".join(_copy_text(v) for v in values))
+    return io.StringIO("\n".join(lines) + "\n")
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        value = msgspec.json.encode(value).decode()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _preview(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw[:DEAD_LETTER_PREVIEW_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -1,0 +1,23 @@
+import time
+
+import pytest
+
+from instashop.connector import ConnectClient
+from instashop.jobs import consumer_job
+
+
+@pytest.fixture(scope="session")
+def cdc_pipeline(settings):
+    """Debezium connector running and the consumer job started (left as found afterwards)."""
+    connect = ConnectClient(settings)
+    connect.register()
+    deadline = time.monotonic() + 90
+    while not connect.state().healthy:
+        assert time.monotonic() < deadline, f"connector not running: {connect.state()}"
+        time.sleep(1)
+    job = consumer_job(settings)
+    was_running = job.pid() is not None
+    job.start()
+    yield job
+    if not was_running:
+        job.stop()

@@ -1,0 +1,159 @@
+"""Helpers of the pipeline tests: the OLTP truth, the DWH side of the spec's queries, waiting."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import psycopg2
+
+# The spec's four "Consultas Típicas", verbatim (spec/DWH_ERD.md).
+SPEC_QUERIES = {
+    "transacciones": """
+SELECT 
+    DATE(timestamp) as fecha,
+    COUNT(*) as total_transacciones,
+    SUM(amount) as ingresos_totales,
+    AVG(amount) as ticket_promedio
+FROM realtime_events 
+WHERE event_type = 'transaction'
+GROUP BY DATE(timestamp)
+ORDER BY fecha DESC;
+""",
+    "clientes": """
+SELECT 
+    customer_id,
+    customer_name,
+    COUNT(*) as total_eventos,
+    COUNT(CASE WHEN event_type = 'transaction' THEN 1 END) as transacciones,
+    SUM(CASE WHEN event_type = 'transaction' THEN amount ELSE 0 END) as gasto_total
+FROM realtime_events 
+WHERE customer_id IS NOT NULL
+GROUP BY customer_id, customer_name
+ORDER BY gasto_total DESC;
+""",
+    "productos": """
+SELECT 
+    product_id,
+    product_name,
+    category,
+    COUNT(*) as veces_vendido,
+    SUM(amount) as ingresos_generados,
+    AVG(amount) as precio_promedio
+FROM realtime_events 
+WHERE event_type = 'transaction_item'
+GROUP BY product_id, product_name, category
+ORDER BY ingresos_generados DESC;
+""",
+    "sesiones": """
+SELECT 
+    outcome,
+    COUNT(*) as total_sesiones,
+    AVG(EXTRACT(EPOCH FROM (timestamp - (session_data->>'start_time')::timestamp))) as duracion_promedio
+FROM customer_sessions 
+GROUP BY outcome;
+""",
+}
+
+# The same answers computed from the shop's own tables.
+TRUTH_QUERIES = {
+    "transacciones": """
+SELECT DATE(created_at AT TIME ZONE 'UTC'), COUNT(*), SUM(total_amount), AVG(total_amount)
+FROM transactions GROUP BY 1 ORDER BY 1 DESC
+""",
+    "clientes": """
+WITH events AS (
+    SELECT customer_id, NULL::numeric AS spend FROM page_views
+    UNION ALL SELECT customer_id, NULL FROM searches
+    UNION ALL SELECT customer_id, NULL FROM cart_events
+    UNION ALL SELECT customer_id, total_amount FROM transactions
+)
+SELECT c.customer_id, c.name, COUNT(*), COUNT(e.spend), COALESCE(SUM(e.spend), 0)
+FROM events e JOIN customers c USING (customer_id)
+GROUP BY c.customer_id, c.name ORDER BY 5 DESC
+""",
+    "productos": """
+SELECT p.product_id, p.name, p.category, COUNT(*), SUM(i.amount), AVG(i.amount)
+FROM transaction_items i JOIN products p USING (product_id)
+GROUP BY p.product_id, p.name, p.category ORDER BY 5 DESC
+""",
+    "sesiones": """
+SELECT CASE
+         WHEN s.ended_at IS NULL THEN NULL
+         WHEN EXISTS (SELECT 1 FROM transactions t WHERE t.session_id = s.session_id) THEN 'conversion'
+         WHEN EXISTS (SELECT 1 FROM cart_events c WHERE c.session_id = s.session_id AND c.action = 'add')
+           THEN 'cart_abandonment'
+         ELSE 'bounce'
+       END,
+       COUNT(*),
+       AVG(EXTRACT(EPOCH FROM (COALESCE(s.ended_at, s.started_at) - s.started_at)))
+FROM sessions s GROUP BY 1
+""",
+}
+
+# Rows per source table vs rows per event type: the cheap check that the pipeline caught up.
+COUNTS_OLTP = """
+SELECT 'transaction', count(*) FROM transactions UNION ALL SELECT 'transaction_item', count(*) FROM transaction_items
+UNION ALL SELECT 'user_behavior', count(*) FROM page_views UNION ALL SELECT 'search', count(*) FROM searches
+UNION ALL SELECT 'cart_event', count(*) FROM cart_events UNION ALL SELECT 'sessions', count(*) FROM sessions
+UNION ALL SELECT 'paid', count(*) FROM transactions WHERE status = 'paid'
+"""
+COUNTS_DWH = """
+SELECT event_type, count(*) FROM realtime_events GROUP BY 1
+UNION ALL SELECT 'sessions', count(*) FROM customer_sessions
+UNION ALL SELECT 'paid', count(*) FROM realtime_events WHERE event_type = 'transaction' AND raw_data->>'status' = 'paid'
+"""
+
+
+def fetch(dsn: str, query: str) -> list[tuple]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def normalise(rows: list[tuple], query: str) -> list[tuple]:
+    """Order-independent rows; averages rounded (the only inexact values), sums kept exact."""
+
+    def cell(value):
+        if isinstance(value, float):
+            return round(value, 3)
+        if isinstance(value, Decimal) and value.as_tuple().exponent < -2:
+            return round(value, 6)
+        return value
+
+    return sorted((tuple(cell(v) for v in row) for row in rows), key=repr)
+
+
+def counts(settings) -> tuple[dict, dict]:
+    oltp = dict(fetch(settings["OLTP_DSN"], COUNTS_OLTP))
+    dwh = dict(fetch(settings["DWH_READONLY_DSN"], COUNTS_DWH))
+    return oltp, {k: dwh.get(k, 0) for k in oltp}
+
+
+def wait_until_caught_up(settings, timeout: float = 120.0) -> None:
+    """Until the DWH holds as many rows per event type as the OLTP (then a little longer for sessions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        oltp, dwh = counts(settings)
+        if oltp == dwh:
+            time.sleep(1.0)  # session refreshes of the last batch
+            if counts(settings)[0] == counts(settings)[1]:
+                return
+        time.sleep(1.0)
+    oltp, dwh = counts(settings)
+    raise AssertionError(f"DWH did not catch up within {timeout:.0f}s: oltp={oltp} dwh={dwh}")
+
+
+def spec_answers_equal_truth(settings) -> dict[str, tuple[list, list]]:
+    """Every spec query's answer on the DWH and the truth from the OLTP, for comparison."""
+    return {
+        name: (
+            normalise(fetch(settings["DWH_READONLY_DSN"], SPEC_QUERIES[name]), name),
+            normalise(fetch(settings["OLTP_DSN"], TRUTH_QUERIES[name]), name),
+        )
+        for name in SPEC_QUERIES
+    }

@@ -1,0 +1,242 @@
+"""The generator against the real OLTP database: what it commits holds the shop's invariants.
+
+Other tests write to the same database, so every assertion is scoped to the sessions of this
+module's runs (their ids start with the run's session prefix).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from instashop import generator
+from instashop.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
+
+pytestmark = pytest.mark.integration
+
+# Later changes are made frequent here so a short run exercises every update and delete path.
+BUSY_LIFECYCLE = LifecycleRates(
+    payment_failure=0.3, refund=0.3, delete_failed=0.5, delete_bounce=0.2, price_change=0.05
+)
+
+
+@pytest.fixture(scope="module")
+def oltp(settings):
+    conn = psycopg2.connect(settings["OLTP_DSN"])
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def summary(settings):
+    config = GeneratorConfig(rate=0, sessions=300, seed=20240917, customers=50, products=40, lifecycle=BUSY_LIFECYCLE)
+    return generator.run(settings["OLTP_DSN"], config, show_progress=False)
+
+
+def _rows(conn, sql: str, *params) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _like(summary) -> str:
+    return summary.session_prefix + "%"
+
+
+def test_the_run_wrote_what_it_was_asked(summary):
+    assert summary.stopped_by == "sessions"
+    assert summary.session_count == 300
+    assert all(summary.sessions[outcome] > 0 for outcome in (CONVERSION, CART_ABANDONMENT, BOUNCE))
+    assert summary.row_changes > 300
+
+
+def test_every_total_is_the_exact_sum_of_its_items(oltp, summary):
+    wrong = _rows(
+        oltp,
+        "SELECT t.transaction_id, t.total_amount, sum(i.amount) FROM transactions t"
+        " LEFT JOIN transaction_items i USING (transaction_id) WHERE t.session_id LIKE %s"
+        " GROUP BY t.transaction_id HAVING count(i.*) = 0 OR t.total_amount <> sum(i.amount)",
+        _like(summary),
+    )
+    assert wrong == []
+    lines = _rows(
+        oltp,
+        "SELECT count(*) FILTER (WHERE i.amount <> i.quantity * i.unit_price) FROM transaction_items i"
+        " JOIN transactions t USING (transaction_id) WHERE t.session_id LIKE %s",
+        _like(summary),
+    )
+    assert lines == [(0,)]
+
+
+def test_cart_amounts_are_quantity_times_unit_price(oltp, summary):
+    rows = _rows(
+        oltp,
+        "SELECT count(*), count(*) FILTER (WHERE amount <> quantity * unit_price) FROM cart_events"
+        " WHERE session_id LIKE %s",
+        _like(summary),
+    )
+    assert rows[0][0] > 0 and rows[0][1] == 0
+
+
+def test_every_session_has_ended_after_its_events(oltp, summary):
+    unended = _rows(
+        oltp,
+        "SELECT count(*) FROM sessions WHERE session_id LIKE %s AND (ended_at IS NULL OR ended_at <= started_at)",
+        _like(summary),
+    )
+    assert unended == [(0,)]
+    outside = _rows(
+        oltp,
+        """
+        WITH events AS (
+            SELECT session_id, viewed_at AS at FROM page_views
+            UNION ALL SELECT session_id, searched_at FROM searches
+            UNION ALL SELECT session_id, created_at FROM cart_events
+            UNION ALL SELECT session_id, created_at FROM transactions WHERE session_id IS NOT NULL
+        )
+        SELECT s.session_id, count(*), count(DISTINCT e.at) FROM sessions s JOIN events e USING (session_id)
+        WHERE s.session_id LIKE %s
+        GROUP BY s.session_id
+        HAVING min(e.at) < min(s.started_at) OR max(e.at) > min(s.ended_at) OR count(*) <> count(DISTINCT e.at)
+        """,
+        _like(summary),
+    )
+    assert outside == []
+
+
+def test_sessions_hold_their_outcome_definitions(oltp, summary):
+    classified = dict(
+        _rows(
+            oltp,
+            """
+            SELECT CASE
+                WHEN EXISTS (SELECT 1 FROM transactions t WHERE t.session_id = s.session_id) THEN 'conversion'
+                WHEN EXISTS (SELECT 1 FROM cart_events c WHERE c.session_id = s.session_id AND c.action = 'add')
+                    THEN 'cart_abandonment'
+                ELSE 'bounce' END,
+                count(*)
+            FROM sessions s WHERE s.session_id LIKE %s GROUP BY 1
+            """,
+            _like(summary),
+        )
+    )
+    purged = summary.deleted["failed transactions"]  # their sessions now look abandoned
+    assert classified == {
+        CONVERSION: summary.sessions[CONVERSION] - purged,
+        CART_ABANDONMENT: summary.sessions[CART_ABANDONMENT] + purged,
+        BOUNCE: summary.sessions[BOUNCE] - summary.deleted["bounced sessions"],
+    }
+    assert all(n > 0 for n in classified.values())
+
+
+def test_bounces_are_a_page_view_or_two_and_nothing_else(oltp, summary):
+    bounces = _rows(
+        oltp,
+        """
+        SELECT s.session_id,
+            (SELECT count(*) FROM page_views v WHERE v.session_id = s.session_id),
+            (SELECT count(*) FROM searches q WHERE q.session_id = s.session_id)
+        FROM sessions s
+        WHERE s.session_id LIKE %s AND NOT EXISTS (SELECT 1 FROM cart_events c WHERE c.session_id = s.session_id)
+        """,
+        _like(summary),
+    )
+    assert bounces and all(1 <= views <= 2 and searches == 0 for _, views, searches in bounces)
+
+
+def test_statuses_moved_on_exactly_as_the_summary_says(oltp, summary):
+    statuses = dict(
+        _rows(oltp, "SELECT status, count(*) FROM transactions WHERE session_id LIKE %s GROUP BY 1", _like(summary))
+    )
+    assert set(statuses) <= {"pending", "paid", "failed", "refunded"}
+    updated, deleted = summary.updated, summary.deleted
+    settled = updated["transactions -> paid"] + updated["transactions -> failed"]
+    assert statuses.get("paid", 0) == updated["transactions -> paid"] - updated["transactions -> refunded"]
+    assert statuses.get("refunded", 0) == updated["transactions -> refunded"]
+    assert statuses.get("failed", 0) == updated["transactions -> failed"] - deleted["failed transactions"]
+    assert statuses.get("pending", 0) == summary.sessions[CONVERSION] - settled
+    assert statuses["paid"] > 0 and statuses.get("pending", 0) < sum(statuses.values())
+    assert updated["transactions -> refunded"] > 0 and deleted["failed transactions"] > 0
+    assert deleted["bounced sessions"] > 0 and updated["products price"] > 0
+
+
+def test_moved_transactions_were_updated_later(oltp, summary):
+    rows = _rows(
+        oltp,
+        "SELECT status = 'pending', bool_and(updated_at = created_at), bool_and(updated_at > created_at)"
+        " FROM transactions WHERE session_id LIKE %s GROUP BY 1",
+        _like(summary),
+    )
+    for pending, unchanged, later in rows:
+        assert unchanged if pending else later
+
+
+def test_session_ids_are_sess_hex(oltp, summary):
+    ids = [row[0] for row in _rows(oltp, "SELECT session_id FROM sessions WHERE session_id LIKE %s", _like(summary))]
+    assert ids and all(re.fullmatch(r"sess_[0-9a-f]{20}", session_id) for session_id in ids)
+
+
+def test_rate_is_held(settings):
+    config = GeneratorConfig(rate=400, duration=2.0, seed=7, customers=50, products=40)
+    run = generator.run(settings["OLTP_DSN"], config, show_progress=False)
+    assert run.stopped_by == "duration"
+    assert run.per_second(run.row_changes) == pytest.approx(400, rel=0.15)
+
+
+def test_sigterm_stops_cleanly_after_the_current_session(oltp):
+    env = {**os.environ, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "instashop.cli", "generate", "--rate", "300", "--customers", "50"]
+    proc = subprocess.Popen([*command, "--products", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    started = b""
+    while b"started" not in started and proc.poll() is None:  # the log line comes once signals are handled
+        started = proc.stderr.readline()
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert re.search(r"stopped by\s+│\s+signal", text), text
+    run_id = re.search(r"generator run ([0-9a-f]{12})", text).group(1)
+    rows = _rows(
+        oltp,
+        "SELECT count(*), count(*) FILTER (WHERE ended_at IS NULL) FROM sessions WHERE session_id LIKE %s",
+        f"sess_{run_id}%",
+    )
+    assert rows[0][0] > 0 and rows[0][1] == 0
+
+
+def test_same_seed_writes_the_same_workload_again(settings, oltp):
+    # Prices may differ (the first run's price changes are the second run's starting state); the rest may not.
+    runs = [
+        generator.run(settings["OLTP_DSN"], GeneratorConfig(rate=0, sessions=120, seed=77), show_progress=False)
+        for _ in range(2)
+    ]
+
+    def workload(run) -> list[tuple]:
+        return _rows(
+            oltp,
+            """
+            SELECT right(s.session_id, 8), s.customer_id, s.device,
+                (SELECT array_agg(v.page_type || ':' || coalesce(v.product_id::text, '') ORDER BY v.viewed_at)
+                 FROM page_views v WHERE v.session_id = s.session_id),
+                (SELECT array_agg(q.query || ':' || q.results_count ORDER BY q.searched_at)
+                 FROM searches q WHERE q.session_id = s.session_id),
+                (SELECT array_agg(c.action || c.product_id || 'x' || c.quantity ORDER BY c.created_at)
+                 FROM cart_events c WHERE c.session_id = s.session_id),
+                (SELECT array_agg(t.status || ':' || t.payment_method) FROM transactions t
+                 WHERE t.session_id = s.session_id)
+            FROM sessions s WHERE s.session_id LIKE %s ORDER BY 1
+            """,
+            _like(run),
+        )
+
+    assert runs[0].run_id != runs[1].run_id
+    assert (runs[0].sessions, runs[0].updated, runs[0].deleted) == (runs[1].sessions, runs[1].updated, runs[1].deleted)
+    first = workload(runs[0])
+    assert first and first == workload(runs[1])
