@@ -19,19 +19,24 @@ up: setup ## Start every service, wait until healthy, apply schema migrations (s
 	@$(INSTASHOP) db migrate
 	@$(INSTASHOP) partitions ensure
 
-down: ## Stop every service; data is kept
+down: ## Stop the pipeline jobs and every service; data is kept
+	@if [ -x $(INSTASHOP) ] && [ -f .env ]; then $(INSTASHOP) jobs stop; fi
 	@$(INSTASHOP) stack down
 
-status: ## Table of service, port, pid, health
+status: ## Tables of services (port, pid, health) and pipeline jobs
+	@$(INSTASHOP) jobs status
 	@$(INSTASHOP) stack status
 
 logs: ## Last lines of every service log (make logs SERVICE=kafka FOLLOW=1)
 	@$(INSTASHOP) stack logs $(SERVICE) $(if $(FOLLOW),--follow)
 
 clean: ## Stop and delete all data and logs (asks first unless FORCE=1)
+	@if [ -x $(INSTASHOP) ] && [ -f .env ]; then $(INSTASHOP) jobs stop; fi
 	@$(INSTASHOP) stack clean
 
-demo: up ## Everything up, then print URLs and logins
+demo: up ## Everything up: connector, consumer, generator; then print URLs and logins
+	@$(INSTASHOP) connector register
+	@$(INSTASHOP) jobs start
 	@$(INSTASHOP) stack urls
 
 test: up ## The whole test suite against the real services

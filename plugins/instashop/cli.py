@@ -169,6 +169,50 @@ def consume(batch_size: int, batch_timeout: float, group_id: str) -> None:
     consumer.run(config.load_settings(), options)
 
 
+# --- pipeline jobs ------------------------------------------------------------------------------
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """The pipeline's long-running jobs (consumer, demo generator) as detached processes."""
+
+
+def _selected_jobs(names: tuple[str, ...]):
+    from instashop import jobs
+
+    available = {job.name: job for job in jobs.demo_jobs(config.load_settings())}
+    unknown = set(names) - set(available)
+    if unknown:
+        raise click.BadParameter(f"unknown job(s) {', '.join(sorted(unknown))}; known: {', '.join(available)}")
+    return [job for name, job in available.items() if not names or name in names]
+
+
+@jobs_group.command("start")
+@click.argument("names", nargs=-1)
+def jobs_start(names: tuple[str, ...]) -> None:
+    """Start NAMES (default: all) unless running."""
+    for job in _selected_jobs(names):
+        console.print(f"{job.name:<12} running (pid {job.start()}), log {job.process.log_file}", highlight=False)
+
+
+@jobs_group.command("stop")
+@click.argument("names", nargs=-1)
+def jobs_stop(names: tuple[str, ...]) -> None:
+    """Stop NAMES (default: all) with SIGTERM: each finishes its batch first."""
+    for job in reversed(_selected_jobs(names)):
+        if job.stop():
+            console.print(f"{job.name:<12} stopped")
+
+
+@jobs_group.command("status")
+def jobs_status() -> None:
+    """Which jobs run, with their pids and logs."""
+    table = Table("job", "pid", "log")
+    for job in _selected_jobs(()):
+        table.add_row(job.name, str(job.pid() or "-"), str(job.process.log_file))
+    console.print(table)
+
+
 # --- Debezium connector -------------------------------------------------------------------------
 
 

@@ -38,6 +38,16 @@ def consumer_job(settings: Settings, *extra_args: str) -> Job:
     return _job(settings, "consumer", [_instashop(settings), "consume", *extra_args])
 
 
+def generator_job(settings: Settings, rate: float = 50.0) -> Job:
+    """Demo traffic: a steady trickle of shop sessions until stopped."""
+    return _job(settings, "generator", [_instashop(settings), "generate", "--rate", str(rate)])
+
+
+def demo_jobs(settings: Settings) -> list[Job]:
+    """What `make demo` runs on top of the stack, in start order (stopped in reverse)."""
+    return [consumer_job(settings), generator_job(settings)]
+
+
 def _job(settings: Settings, name: str, argv: list[str]) -> Job:
     var = settings.var_dir
     # The marker is the job's pid file path: present on the command line of no other process.
