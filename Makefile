@@ -6,7 +6,7 @@ INSTASHOP := .venv/bin/instashop
 PYTEST := .venv/bin/pytest
 RUFF := .venv/bin/ruff
 
-.PHONY: help setup up down status logs clean demo test lint lock
+.PHONY: help setup up down status logs clean demo test bench lint lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ demo: up ## Everything up: connector, consumer, generator; then print URLs and l
 test: up ## The whole test suite against the real services
 	@$(RUFF) check .
 	@$(PYTEST) tests
+
+bench: up ## Benchmarks: print tables, save JSON under var/bench/
+	@.venv/bin/python benchmarks/consumer_throughput.py
 
 lint: setup ## ruff
 	@$(RUFF) check .

@@ -40,6 +40,11 @@ class ConsumerOptions:
     batch_timeout: float = 0.1
     group_id: str = "instashop-dwh"
     heartbeat_interval: float = 5.0
+    topic_pattern: str = CDC_TOPIC_PATTERN
+    # Another warehouse database and output topics (the benchmarks write to scratch copies).
+    dwh_dsn: str | None = None
+    enriched_items_topic: str = topics.ENRICHED_TRANSACTION_ITEMS
+    dead_letters_topic: str = topics.DEAD_LETTERS
 
 
 def to_batch(messages: list[Message]) -> Batch:
@@ -85,6 +90,11 @@ class DwhConsumer:
         self._stats = {"batches": 0, "messages": 0, "events_written": 0, "dead_letters": 0}
         self._last_heartbeat = 0.0
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Batches, messages, events written and dead letters since start."""
+        return dict(self._stats)
+
     def stop(self, *_: Any) -> None:
         log.info("stop requested: finishing the current batch")
         self._stopping = True
@@ -92,10 +102,11 @@ class DwhConsumer:
     def run(self) -> None:
         consumer = Consumer(self._consumer_config())
         producer = Producer(self._producer_config())
-        conn = psycopg2.connect(self.settings["DWH_DSN"], application_name="instashop-consumer")
+        dsn = self.options.dwh_dsn or self.settings["DWH_DSN"]
+        conn = psycopg2.connect(dsn, application_name="instashop-consumer")
         writer = WarehouseWriter(conn)
-        consumer.subscribe([CDC_TOPIC_PATTERN])
-        log.info("consuming %s as group %s", CDC_TOPIC_PATTERN, self.options.group_id)
+        consumer.subscribe([self.options.topic_pattern])
+        log.info("consuming %s as group %s", self.options.topic_pattern, self.options.group_id)
         try:
             while not self._stopping:
                 messages = self._poll(consumer)
@@ -129,7 +140,7 @@ class DwhConsumer:
         for letter in batch.dead_letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
             producer.produce(
-                topics.DEAD_LETTERS,
+                self.options.dead_letters_topic,
                 key=letter.key,
                 value=letter.value,
                 headers={
@@ -140,7 +151,7 @@ class DwhConsumer:
                 },
             )
         for item in result.items:
-            producer.produce(topics.ENRICHED_TRANSACTION_ITEMS, key=item.event_key, value=_item_json(item))
+            producer.produce(self.options.enriched_items_topic, key=item.event_key, value=_item_json(item))
         undelivered = producer.flush(30)
         if undelivered:
             raise RuntimeError(f"{undelivered} messages to Kafka not delivered; offsets not committed")
