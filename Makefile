@@ -43,8 +43,9 @@ test: up ## The whole test suite against the real services
 	@$(RUFF) check .
 	@$(PYTEST) tests
 
-bench: up ## Benchmarks: print tables, save JSON under var/bench/
+bench: demo ## Benchmarks: print tables, save JSON under var/bench/
 	@.venv/bin/python benchmarks/consumer_throughput.py
+	@.venv/bin/python benchmarks/dwh_latency.py
 
 lint: setup ## ruff
 	@$(RUFF) check .
