@@ -225,13 +225,20 @@ def _connect() -> connector.ConnectClient:
     return connector.ConnectClient(config.load_settings())
 
 
+@contextmanager
+def _connect_errors():
+    """Connect REST failures as one-line CLI errors."""
+    try:
+        yield
+    except connector.ConnectError as err:
+        raise click.ClickException(str(err)) from None
+
+
 @connector_group.command("status")
 def connector_status() -> None:
     """Connector and task states; exits 1 unless all are RUNNING."""
-    try:
+    with _connect_errors():
         state = _connect().state()
-    except connector.ConnectError as err:
-        raise click.ClickException(str(err)) from None
     click.echo(f"{connector.CONNECTOR_NAME}: {state.connector}; tasks: {', '.join(state.tasks) or 'none'}")
     if state.trace:
         click.echo(state.trace.splitlines()[0])
@@ -241,20 +248,16 @@ def connector_status() -> None:
 @connector_group.command("register")
 def connector_register() -> None:
     """Create or update the connector from stack/connect/instashop-oltp.json (idempotent)."""
-    try:
+    with _connect_errors():
         created = _connect().register()
-    except connector.ConnectError as err:
-        raise click.ClickException(str(err)) from None
     click.echo(f"{connector.CONNECTOR_NAME}: {'created' if created else 'configuration updated'}")
 
 
 @connector_group.command("restart")
 def connector_restart() -> None:
     """Restart the connector and its tasks."""
-    try:
+    with _connect_errors():
         _connect().restart()
-    except connector.ConnectError as err:
-        raise click.ClickException(str(err)) from None
     click.echo(f"{connector.CONNECTOR_NAME}: restart requested")
 
 

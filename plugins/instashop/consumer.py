@@ -102,21 +102,20 @@ class DwhConsumer:
     def run(self) -> None:
         consumer = Consumer(self._consumer_config())
         producer = Producer(self._producer_config())
-        dsn = self.options.dwh_dsn or self.settings["DWH_DSN"]
-        conn = psycopg2.connect(dsn, application_name="instashop-consumer")
-        writer = WarehouseWriter(conn)
+        dwh = _DwhConnection(self.options.dwh_dsn or self.settings["DWH_DSN"])
+        dwh.writer()  # fail fast at start if the DWH is unreachable
         consumer.subscribe([self.options.topic_pattern])
         log.info("consuming %s as group %s", self.options.topic_pattern, self.options.group_id)
         try:
             while not self._stopping:
                 messages = self._poll(consumer)
                 if messages:
-                    self._process(messages, writer, producer, consumer)
-                self._maybe_heartbeat(writer)
+                    self._process(messages, dwh, producer, consumer)
+                self._maybe_heartbeat(dwh)
         finally:
             producer.flush(10)
             consumer.close()  # leaves the group at once: a restarted consumer need not wait
-            conn.close()
+            dwh.close()
             log.info("stopped after %s", self._stats)
 
     def _poll(self, consumer: Consumer) -> list[Message]:
@@ -133,10 +132,10 @@ class DwhConsumer:
         return good
 
     def _process(
-        self, messages: list[Message], writer: WarehouseWriter, producer: Producer, consumer: Consumer
+        self, messages: list[Message], dwh: _DwhConnection, producer: Producer, consumer: Consumer
     ) -> WriteResult:
         batch = to_batch(messages)
-        result = writer.write(batch)
+        result = self._write(dwh, batch)
         for letter in batch.dead_letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
             producer.produce(
@@ -165,10 +164,28 @@ class DwhConsumer:
         self._stats["events_written"] += result.events_upserted + result.events_deleted
         self._stats["dead_letters"] += result.dead_letters
 
-    def _maybe_heartbeat(self, writer: WarehouseWriter) -> None:
+    def _write(self, dwh: _DwhConnection, batch: Batch) -> WriteResult:
+        """Write the batch, waiting out a DWH restart: the batch is kept and written once it is back."""
+        delay = 1.0
+        while True:
+            try:
+                return dwh.writer().write(batch)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as err:
+                dwh.close()
+                if self._stopping:
+                    raise
+                log.warning("DWH unavailable (%s); retrying the batch in %.0fs", str(err).strip(), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _maybe_heartbeat(self, dwh: _DwhConnection) -> None:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.options.heartbeat_interval:
-            writer.heartbeat(HEARTBEAT_COMPONENT, {"pid": os.getpid(), **self._stats})
+            try:
+                dwh.writer().heartbeat(HEARTBEAT_COMPONENT, {"pid": os.getpid(), **self._stats})
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as err:
+                dwh.close()
+                log.warning("heartbeat not written: %s", str(err).strip())
             self._last_heartbeat = now
 
     def _consumer_config(self) -> dict[str, Any]:
@@ -190,6 +207,26 @@ class DwhConsumer:
             "linger.ms": 5,
             "compression.type": "lz4",
         }
+
+
+class _DwhConnection:
+    """The consumer's DWH connection and writer, re-established after the database went away."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn = None
+        self._writer: WarehouseWriter | None = None
+
+    def writer(self) -> WarehouseWriter:
+        if self._writer is None or self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self.dsn, application_name="instashop-consumer")
+            self._writer = WarehouseWriter(self._conn)
+        return self._writer
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = self._writer = None
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:

@@ -4,6 +4,7 @@ import subprocess
 import threading
 import time
 
+import psycopg2
 import pytest
 
 from instashop import generator
@@ -50,3 +51,20 @@ def test_connect_worker_restart_replays_without_duplicates(settings, cdc_pipelin
     subprocess.run([str(settings.main_venv / "bin" / "instashop"), "stack", "up", "connect"], check=True)
     writer.join()
     _assert_dwh_equals_truth(settings)
+
+
+def test_consumer_rides_out_a_lost_dwh_connection(settings, cdc_pipeline):
+    writer = threading.Thread(target=_generate, args=(settings, 600, 600, 14))
+    writer.start()
+    time.sleep(3)
+    pid = cdc_pipeline.pid()
+    with psycopg2.connect(settings.admin_dsn("dwh")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'instashop-consumer'"
+        )
+        assert cur.fetchone()[0] >= 1
+    conn.close()
+    writer.join()
+    _assert_dwh_equals_truth(settings)
+    assert cdc_pipeline.pid() == pid, "the consumer reconnected instead of dying"

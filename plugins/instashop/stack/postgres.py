@@ -66,7 +66,17 @@ class Postgres(Service):
 
     @property
     def cluster_dir(self) -> Path:
-        return self.data_dir / "data"
+        # Resolved: the postgres user may be unable to traverse the clone (see _ensure_owned_data_dir).
+        return self.data_dir.resolve() / "data"
+
+    @property
+    def cluster_name(self) -> str:
+        """Unique per clone; shown in `ps` and recognised by the pid-file check."""
+        digest = hashlib.sha256(str(self.data_dir.absolute()).encode()).hexdigest()[:12]
+        return f"instashop-{digest}"
+
+    def marker(self) -> str:
+        return f"cluster_name={self.cluster_name}"
 
     def command(self) -> list[str]:
         return [
@@ -76,7 +86,9 @@ class Postgres(Service):
             "-p",
             str(self.port),
             "-k",
-            str(self.data_dir),
+            str(self.data_dir.resolve()),
+            "-c",
+            f"cluster_name={self.cluster_name}",
         ]
 
     def prepare(self) -> None:
@@ -134,15 +146,14 @@ class Postgres(Service):
             if _reachable_by_postgres(self.data_dir.parent):
                 self.data_dir.mkdir()
             else:
-                digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
-                target = Path("/var/lib/instashop") / digest / "postgres"
+                target = Path("/var/lib/instashop") / self.cluster_name / "postgres"
                 target.mkdir(parents=True, exist_ok=True)
                 self.data_dir.symlink_to(target, target_is_directory=True)
                 log.info("postgres cannot reach %s: cluster lives in %s", self.data_dir.parent, target)
         shutil.chown(self.data_dir.resolve(), OS_USER, OS_USER)
 
     def _initdb(self) -> None:
-        pwfile = self.data_dir / ".pwfile"
+        pwfile = self.data_dir.resolve() / ".pwfile"
         pwfile.write_text(self.settings["POSTGRES_SUPERUSER_PASSWORD"] + "\n")
         shutil.chown(pwfile, OS_USER, OS_USER)
         pwfile.chmod(0o600)
@@ -163,6 +174,7 @@ class Postgres(Service):
                 check=True,
                 user=OS_USER,
                 group=OS_USER,
+                cwd=self.data_dir.resolve(),
                 capture_output=True,
                 text=True,
             )
