@@ -36,6 +36,7 @@ from instashop import migrations, partitions
 from instashop.config import Settings, load_settings
 from instashop.consumer import ConsumerOptions, DwhConsumer
 
+BATCH_SIZE = 20000
 BENCH_DB = "dwh_bench"
 TABLES = ("sessions", "page_views", "searches", "cart_events", "transactions", "transaction_items")
 console = Console()
@@ -217,6 +218,7 @@ def prefill(settings: Settings, prefix: str, events: int) -> int:
 
 def run_consumer(settings: Settings, prefix: str, expected: int) -> float:
     options = ConsumerOptions(
+        batch_size=BATCH_SIZE,
         group_id=f"{prefix}-group",
         topic_pattern=rf"^{prefix}\.public\..+",
         dwh_dsn=_bench_dsn(settings["DWH_DSN"]),

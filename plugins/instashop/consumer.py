@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,13 +107,24 @@ class DwhConsumer:
         dwh.writer()  # fail fast at start if the DWH is unreachable
         consumer.subscribe([self.options.topic_pattern])
         log.info("consuming %s as group %s", self.options.topic_pattern, self.options.group_id)
+        # One writer thread owns the DWH connection: batch N is written while batch N+1 is fetched and
+        # decoded. Batches are still written, published and committed strictly in order.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwh-writer")
+        in_flight: _InFlight | None = None
         try:
             while not self._stopping:
                 messages = self._poll(consumer)
-                if messages:
-                    self._process(messages, dwh, producer, consumer)
-                self._maybe_heartbeat(dwh)
+                batch = to_batch(messages) if messages else None
+                if in_flight is not None:
+                    self._finish(in_flight, producer, consumer)
+                    in_flight = None
+                if batch is not None:
+                    in_flight = _InFlight(messages, batch, writer.submit(self._write, dwh, batch))
+                writer.submit(self._maybe_heartbeat, dwh)
+            if in_flight is not None:  # stop requested: the batch in flight is finished and committed
+                self._finish(in_flight, producer, consumer)
         finally:
+            writer.shutdown(wait=True)
             producer.flush(10)
             consumer.close()  # leaves the group at once: a restarted consumer need not wait
             dwh.close()
@@ -131,11 +143,10 @@ class DwhConsumer:
                     raise RuntimeError(f"fatal Kafka error: {error}")
         return good
 
-    def _process(
-        self, messages: list[Message], dwh: _DwhConnection, producer: Producer, consumer: Consumer
-    ) -> WriteResult:
-        batch = to_batch(messages)
-        result = self._write(dwh, batch)
+    def _finish(self, in_flight: _InFlight, producer: Producer, consumer: Consumer) -> WriteResult:
+        """After the batch's DWH commit: publish its dead letters and items, then commit its offsets."""
+        messages, batch = in_flight.messages, in_flight.batch
+        result = in_flight.write.result()  # re-raises a write failure: nothing is committed then
         for letter in batch.dead_letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
             producer.produce(
@@ -207,6 +218,15 @@ class DwhConsumer:
             "linger.ms": 5,
             "compression.type": "lz4",
         }
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A batch whose DWH write runs on the writer thread."""
+
+    messages: list[Message]
+    batch: Batch
+    write: Future[WriteResult]
 
 
 class _DwhConnection:

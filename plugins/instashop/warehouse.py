@@ -26,6 +26,8 @@ from instashop.sessions import refresh_sessions
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PREVIEW_BYTES = 64 * 1024
+# Rows per multi-row INSERT (execute_values defaults to 100: a round trip per 100 rows).
+PAGE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ class WarehouseWriter:
                         f"WHERE {table}.source_lsn < EXCLUDED.source_lsn RETURNING {key_column}, xmax = 0",
                         [(r.key, *(r.values.get(c) for c in columns), r.source_lsn) for r in upserts],
                         fetch=True,
+                        page_size=PAGE_SIZE,
                     )
                     if inserted
                 ]
@@ -245,6 +248,7 @@ class WarehouseWriter:
                     )
                     for r in upserts
                 ],
+                page_size=PAGE_SIZE,
             )
         if deletes:
             cur.execute(
