@@ -53,5 +53,5 @@ lint: setup ## ruff
 
 lock: ## Re-resolve requirements.txt and superset/requirements.txt from their .in files
 	@uv=$$(ls -d $${INSTASHOP_CACHE:-$$HOME/.cache/instashop}/tools/uv-*/bin/uv | tail -1); \
-	$$uv pip compile -q --native-tls --python-version 3.11 requirements.in -o requirements.txt && \
-	$$uv pip compile -q --native-tls --python-version 3.11 superset/requirements.in -o superset/requirements.txt
+	$$uv pip compile -q --native-tls --python-version 3.11 --python-platform x86_64-unknown-linux-gnu requirements.in -o requirements.txt && \
+	$$uv pip compile -q --native-tls --python-version 3.11 --python-platform x86_64-unknown-linux-gnu superset/requirements.in -o superset/requirements.txt

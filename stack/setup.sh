@@ -53,8 +53,11 @@ ensure_uv() {
 ensure_venv() {
   local name=$1 lock=$2 link=$3
   shift 3
-  local key venv
-  key=$(printf '%s %s' "$ROOT" "$("$PYTHON" -V)" | cat - "$ROOT/$lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+  local key venv manifests=()
+  # An editable package's entry points are written at install time: its pyproject.toml is part of the key.
+  for editable in "$@"; do [[ $editable == . ]] || manifests+=("$ROOT/$editable/pyproject.toml"); done
+  key=$(printf '%s %s' "$ROOT" "$("$PYTHON" -V)" | cat - "$ROOT/$lock" "$ROOT/pyproject.toml" "${manifests[@]}" |
+    sha256sum | cut -c1-16)
   venv="$CACHE/venvs/$name-$key"
   if [[ ! -f $venv/.complete ]]; then
     step "Creating the $name virtual environment from $lock"
@@ -93,7 +96,8 @@ main() {
   install_debian_packages
   ensure_uv
   ensure_venv main requirements.txt .venv .
-  ensure_venv superset superset/requirements.txt .venv-superset
+  # The live charts' shillelagh adapter, and `instashop` for its Redis key schema (instashop.live_metrics).
+  ensure_venv superset superset/requirements.txt .venv-superset superset/instashop_live .
   ensure_jars
   "$ROOT/.venv/bin/instashop" init-env
   step "Set-up done in $((SECONDS - started))s"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
+from sqlalchemy.engine.url import URL
 
 # Lower-case names: Superset takes every upper-case name of this module as a setting.
 _env_file = Path(__file__).resolve().parents[1] / ".env"
@@ -55,9 +57,27 @@ def _redis_cache(prefix: str, timeout: timedelta) -> dict[str, object]:
 
 # Metadata (dashboards, dataset columns) changes rarely.
 CACHE_CONFIG = _redis_cache("meta", timedelta(days=1))
-# Query results: short-lived, as the DWH is fed continuously (and Redis evicts keys with TTLs
-# first under memory pressure, so large long-lived results would crowd out live metrics).
-DATA_CACHE_CONFIG = _redis_cache("data", timedelta(minutes=10))
+# Query results of the DWH charts: short-lived, as the DWH is fed continuously (and Redis evicts
+# keys with TTLs first under memory pressure, so large long-lived results would crowd out live
+# metrics). The Live database of the dashboards bundle sets its own cache_timeout to -1 (never
+# cached): its charts read Redis, which is cheaper than a cache round trip and always current.
+DATA_CACHE_CONFIG = _redis_cache("data", timedelta(minutes=5))
+
+# --- dashboards ----------------------------------------------------------------------------------
+# Imported from superset/dashboards/ at start (instashop.stack.superset); `refresh_frequency` in a
+# dashboard's json_metadata sets its auto-refresh. The Live dashboard refreshes every 5 s, so the
+# menu offers that too. "force" makes each refresh bypass the data cache.
+DASHBOARD_AUTO_REFRESH_MODE = "force"
+DASHBOARD_AUTO_REFRESH_INTERVALS = [
+    [0, "Don't refresh"],
+    [5, "5 seconds"],
+    [10, "10 seconds"],
+    [30, "30 seconds"],
+    [60, "1 minute"],
+    [300, "5 minutes"],
+    [1800, "30 minutes"],
+    [3600, "1 hour"],
+]
 
 # --- query limits ---------------------------------------------------------------------------------
 ROW_LIMIT = 10_000  # default for a chart's query
@@ -71,8 +91,28 @@ DISPLAY_MAX_ROW = 10_000  # rows SQL Lab shows in the browser
 SQLLAB_TIMEOUT = 60
 SUPERSET_WEBSERVER_TIMEOUT = 120
 DEFAULT_SQLLAB_LIMIT = 1_000
-# The DWH database (read-only role, DWH_READONLY_DSN) and its default in SQL Lab
-# (SQLLAB_DEFAULT_DBID) are added with the dashboards bundle.
+# The databases come with the dashboards bundle (superset/dashboards/databases/): "InstaShop DWH"
+# logs in as the read-only role of DWH_READONLY_DSN (SELECT grants only, default_transaction_read_only)
+# and is exposed in SQL Lab with allow_dml off, so Superset itself refuses INSERT/UPDATE/DELETE/DDL
+# before Postgres would; its statement_timeout equals SQLLAB_TIMEOUT. "InstaShop Live" is the
+# Redis adapter below, also read-only by construction.
+
+# --- live metrics (Redis) -------------------------------------------------------------------------
+# The Live database is `shillelagh+safe://` limited to the `instashop_live` adapter (superset/
+# instashop_live). Its Redis URL holds a password, so it is not stored in Superset (the database
+# extra is readable by every admin and lands in exports): it is added here, from .env, each time
+# Superset creates an engine for a shillelagh database.
+_live_adapter = "instashop_live"
+
+
+def DB_CONNECTION_MUTATOR(
+    uri: URL, params: dict[str, Any], username: str | None, security_manager: Any, source: Any
+) -> tuple[URL, dict[str, Any]]:
+    if uri.drivername.startswith("shillelagh"):
+        adapter_kwargs = params.setdefault("adapter_kwargs", {})
+        adapter_kwargs.setdefault(_live_adapter, {})["redis_url"] = _require("REDIS_URL")
+    return uri, params
+
 
 # --- security -----------------------------------------------------------------------------------
 WTF_CSRF_ENABLED = True

@@ -38,11 +38,15 @@ def main(verbose: bool, job_marker: str | None) -> None:
 
 @main.command("init-env")
 def init_env() -> None:
-    """Write .env with random secrets unless it already exists."""
-    if config.write_env_file():
+    """Write .env with random secrets, or add the keys an existing one lacks (values never change)."""
+    existed = config.ENV_FILE.exists()
+    added = config.write_env_file()
+    if not existed:
         click.echo(f"wrote {config.ENV_FILE} with fresh random secrets")
+    elif added:
+        click.echo(f"{config.ENV_FILE}: added {', '.join(added)}")
     else:
-        click.echo(f"{config.ENV_FILE} exists; left unchanged")
+        click.echo(f"{config.ENV_FILE} is complete; left unchanged")
 
 
 # --- local stack -------------------------------------------------------------------------------
@@ -213,6 +217,56 @@ def jobs_status() -> None:
     console.print(table)
 
 
+# --- live metrics (Spark) -----------------------------------------------------------------------
+
+
+@main.group("spark")
+def spark_group() -> None:
+    """The live-metrics Spark app (spark_apps/realtime_metrics.py) writing Redis `live:*` keys."""
+
+
+@spark_group.command("start", context_settings={"ignore_unknown_options": True})
+@click.argument("app_args", nargs=-1, type=click.UNPROCESSED)
+def spark_start(app_args: tuple[str, ...]) -> None:
+    """Start the app unless running; APP_ARGS go to it (e.g. --trigger real-time; see the app's --help)."""
+    from instashop import jobs
+
+    job = jobs.spark_job(config.load_settings(), *app_args)
+    running = job.pid()
+    note = " (already running; arguments ignored)" if running and app_args else ""
+    console.print(f"spark running (pid {running or job.start()}){note}, log {job.process.log_file}", highlight=False)
+
+
+@spark_group.command("stop")
+def spark_stop() -> None:
+    """SIGTERM: the query stops between two batches and the app exits (SIGKILL after 60 s)."""
+    from instashop import jobs
+
+    console.print("spark stopped" if jobs.spark_job(config.load_settings()).stop() else "spark was not running")
+
+
+@spark_group.command("status")
+def spark_status() -> None:
+    """The app's pid and its heartbeat in Redis; exits 1 unless it runs and beat in the last 30 s."""
+    import redis
+
+    from instashop import jobs, live_metrics
+
+    settings = config.load_settings()
+    pid = jobs.spark_job(settings).pid()
+    try:
+        beat = live_metrics.read_heartbeat(redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=5)) or {}
+    except redis.RedisError as err:
+        beat = {"error": f"Redis unreachable: {err}"}
+    table = Table("spark", "", show_header=False)
+    table.add_row("job pid", str(pid or "-"))
+    for field in (*live_metrics.HEARTBEAT_FIELDS, "age_seconds"):
+        table.add_row(field, str(beat.get(field) or "-"))
+    console.print(table)
+    fresh = beat.get("status") == "running" and (beat.get("age_seconds") or 1e9) < 30
+    sys.exit(0 if pid and fresh else 1)
+
+
 # --- Debezium connector -------------------------------------------------------------------------
 
 
@@ -296,7 +350,8 @@ def list_partitions() -> None:
 
 @contextmanager
 def _dwh_admin():
-    conn = psycopg2.connect(config.load_settings().admin_dsn("dwh"))
+    # The maintainer owns realtime_events: only the owner may create, attach and drop partitions.
+    conn = psycopg2.connect(config.load_settings()["DWH_MAINTAINER_DSN"])
     try:
         yield conn
     finally:

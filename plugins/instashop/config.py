@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -26,6 +26,7 @@ _SECRET_KEYS = (
     "DEBEZIUM_PASSWORD",
     "DWH_WRITER_PASSWORD",
     "DWH_READONLY_PASSWORD",
+    "DWH_MAINTAINER_PASSWORD",
     "AIRFLOW_DB_PASSWORD",
     "SUPERSET_DB_PASSWORD",
     "REDIS_PASSWORD",
@@ -62,6 +63,7 @@ POSTGRES_ADMIN_DSN=postgresql://postgres:${{POSTGRES_SUPERUSER_PASSWORD}}@127.0.
 OLTP_DSN=postgresql://instashop_app:${{OLTP_APP_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/instashop
 DWH_DSN=postgresql://dwh_writer:${{DWH_WRITER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
 DWH_READONLY_DSN=postgresql://dwh_readonly:${{DWH_READONLY_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
+DWH_MAINTAINER_DSN=postgresql://dwh_maintainer:${{DWH_MAINTAINER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
 AIRFLOW_DB_DSN=postgresql://airflow:${{AIRFLOW_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/airflow
 SUPERSET_DB_DSN=postgresql://superset:${{SUPERSET_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/superset
 KAFKA_BOOTSTRAP=127.0.0.1:${{KAFKA_PORT}}
@@ -72,21 +74,34 @@ SUPERSET_URL=http://127.0.0.1:${{SUPERSET_PORT}}
 """
 
 
-def write_env_file(path: Path = ENV_FILE) -> bool:
-    """Create `.env` with fresh random secrets. Never overwrites: returns False if it exists."""
-    if path.exists():
-        return False
-    lines = "\n".join(f"{key}={secrets.token_urlsafe(24)}" for key in _SECRET_KEYS)
-    path.write_text(_ENV_TEMPLATE.format(secrets=lines))
-    path.chmod(0o600)
-    return True
+def write_env_file(path: Path = ENV_FILE) -> list[str]:
+    """Create `.env` with fresh random secrets, or append the keys an older one lacks.
+
+    Existing values are never changed; returns the keys written.
+    """
+    secret_lines = "\n".join(f"{key}={secrets.token_urlsafe(24)}" for key in _SECRET_KEYS)
+    template = _ENV_TEMPLATE.format(secrets=secret_lines)
+    if not path.exists():
+        path.write_text(template)
+        path.chmod(0o600)
+        return [line.split("=", 1)[0] for line in template.splitlines() if _is_setting(line)]
+    present = {line.split("=", 1)[0] for line in path.read_text().splitlines() if _is_setting(line)}
+    missing = [line for line in template.splitlines() if _is_setting(line) and line.split("=", 1)[0] not in present]
+    if missing:
+        with path.open("a") as f:
+            f.write("\n# added by a later `make setup`\n" + "\n".join(missing) + "\n")
+    return [line.split("=", 1)[0] for line in missing]
+
+
+def _is_setting(line: str) -> bool:
+    return "=" in line and not line.lstrip().startswith("#")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Typed view of `.env` plus the process environment."""
 
-    values: dict[str, str]
+    values: dict[str, str] = field(repr=False)  # holds passwords: kept out of tracebacks
 
     def __getitem__(self, key: str) -> str:
         try:

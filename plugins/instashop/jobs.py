@@ -43,6 +43,20 @@ def generator_job(settings: Settings, rate: float = 50.0) -> Job:
     return _job(settings, "generator", [_instashop(settings), "generate", "--rate", str(rate)])
 
 
+def spark_job(settings: Settings, *extra_args: str, name: str = "spark") -> Job:
+    """The live-metrics Spark app, spark_apps/realtime_metrics.py run by the main venv's python.
+
+    The app launches the driver JVM itself, in the job's process group but deaf to SIGTERM: `stop`
+    lets it end the query between batches, `kill` takes driver and JVM down at once. extra_args
+    are the app's options (`--help`); a second instance needs its own name, checkpoint and prefix.
+    """
+    python = str(Path(settings.main_venv) / "bin" / "python")
+    app = str(settings.repo_root / "spark_apps" / "realtime_metrics.py")
+    job = _job(settings, name, [python])
+    # python would take the marker for one of its own options: it goes after the script.
+    return Job(job.name, job.process, [python, app, job.argv[1], *extra_args])
+
+
 def demo_jobs(settings: Settings) -> list[Job]:
     """What `make demo` runs on top of the stack, in start order (stopped in reverse)."""
     return [consumer_job(settings), generator_job(settings)]

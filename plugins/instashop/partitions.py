@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg2 import sql
 
@@ -45,14 +46,19 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def existing_days(conn) -> set[date]:
+def partition_names(conn) -> list[str]:
+    """Every partition attached to the parent, the default one included."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass",
             (PARENT,),
         )
-        return {day for (name,) in cur.fetchall() if (day := partition_day(name))}
+        return [name for (name,) in cur.fetchall()]
+
+
+def existing_days(conn) -> set[date]:
+    return {day for name in partition_names(conn) if (day := partition_day(name))}
 
 
 def ensure_daily_partitions(conn, first: date, last: date) -> list[str]:
@@ -76,15 +82,9 @@ def rescue_default_partition(conn) -> list[str]:
 
 def inventory(conn) -> list[Partition]:
     """Every partition with its exact row count, oldest first, the default one last."""
+    partitions = []
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = %s::regclass",
-            (PARENT,),
-        )
-        names = [name for (name,) in cur.fetchall()]
-        partitions = []
-        for name in names:
+        for name in partition_names(conn):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))
             partitions.append(Partition(name, partition_day(name), cur.fetchone()[0]))
     return sorted(partitions, key=lambda p: (p.day is None, p.day or date.min))
@@ -129,3 +129,70 @@ def _create_partition(conn, day: date) -> None:
                 (lower, upper),
             )
     log.info("created partition %s%s", name, f" (moved {stranded} rows out of the default)" if stranded else "")
+
+
+# --- ownership and retention (the dwh_partition_maintenance and dwh_retention DAGs) ------------
+
+DEFAULT_RETENTION_DAYS = 90
+# DETACH/DROP wait for an ACCESS EXCLUSIVE lock on the parent, and every insert queues behind a
+# waiting request: give up quickly (the task retries) rather than stall the consumer.
+LOCK_TIMEOUT = "5s"
+
+
+def adopt_partitions(conn) -> list[str]:
+    """Hand partitions a superuser created to dwh_maintainer (see sql/dwh/004_maintainer.sql)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT adopt_realtime_events_partitions()")
+        return [name for (name,) in cur.fetchall()]
+
+
+def resolve_retention_days(param: int | None, variable: str | None) -> int:
+    """Retention in days: the run's Param if given, else the Airflow Variable, else the default."""
+    for source, value in (("param retention_days", param), ("Variable dwh_retention_days", variable)):
+        if value is None or value == "":
+            continue
+        try:
+            days = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{source} must be a whole number of days, got {value!r}") from None
+        if days < 1:
+            raise ValueError(f"{source} must be at least 1 day (today's partition is never dropped), got {days}")
+        return days
+    return DEFAULT_RETENTION_DAYS
+
+
+def retention_cutoff(today: date, retention_days: int) -> date:
+    """The oldest day kept: partitions of earlier days are dropped; today's and later ones never."""
+    if retention_days < 1:
+        raise ValueError(f"retention must be at least 1 day, got {retention_days}")
+    return today - timedelta(days=retention_days)
+
+
+def days_to_drop(days: Iterable[date], cutoff: date, today: date) -> list[date]:
+    """The days before cutoff, oldest first; refuses a cutoff that would reach today or later."""
+    if cutoff > today:
+        raise ValueError(f"cutoff {cutoff} is after today ({today}): the current partition would be dropped")
+    return sorted(day for day in days if day < cutoff)
+
+
+def drop_partitions_older_than(conn, cutoff: date, today: date | None = None) -> list[Partition]:
+    """Detach and drop the daily partitions of days before cutoff; returns them with their row counts.
+
+    Each partition goes in its own transaction, so a lock timeout keeps what was already dropped.
+    The default partition and tables not named by `partition_name` are never touched.
+    """
+    today = today or datetime.now(UTC).date()
+    return [_drop_partition(conn, day) for day in days_to_drop(existing_days(conn), cutoff, today)]
+
+
+def _drop_partition(conn, day: date) -> Partition:
+    name = partition_name(day)
+    ident = sql.Identifier(name)
+    with conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident))
+        rows = cur.fetchone()[0]
+        cur.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(PARENT), ident))
+        cur.execute(sql.SQL("DROP TABLE {}").format(ident))
+    log.info("dropped partition %s (%d rows)", name, rows)
+    return Partition(name, day, rows)

@@ -5,9 +5,9 @@ from instashop.config import load_settings, write_env_file
 
 def test_env_file_is_written_once_with_random_secrets(tmp_path):
     env = tmp_path / ".env"
-    assert write_env_file(env) is True
+    assert "REDIS_PASSWORD" in write_env_file(env)
     first = env.read_text()
-    assert write_env_file(env) is False
+    assert write_env_file(env) == []
     assert env.read_text() == first
     assert oct(env.stat().st_mode & 0o777) == "0o600"
     other = tmp_path / "other.env"
@@ -41,3 +41,15 @@ def test_missing_key_names_the_file(tmp_path):
         assert "NOPE is not set" in str(err)
     else:
         raise AssertionError("expected KeyError")
+
+
+def test_an_older_env_gets_only_its_missing_keys(tmp_path):
+    env = tmp_path / ".env"
+    write_env_file(env)
+    kept = load_settings(env)["REDIS_PASSWORD"]
+    older = [line for line in env.read_text().splitlines() if not line.startswith("DWH_MAINTAINER_")]
+    env.write_text("\n".join(older) + "\n")
+    assert sorted(write_env_file(env)) == ["DWH_MAINTAINER_DSN", "DWH_MAINTAINER_PASSWORD"]
+    settings = load_settings(env)
+    assert settings["REDIS_PASSWORD"] == kept
+    assert settings["DWH_MAINTAINER_DSN"].startswith("postgresql://dwh_maintainer:")

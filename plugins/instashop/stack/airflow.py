@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from instashop.airflow_connections import airflow_connections
 from instashop.config import Settings
 from instashop.stack.process import tail
 from instashop.stack.service import Service
@@ -42,7 +43,8 @@ def passwords_file(settings: Settings) -> Path:
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    """Environment of every Airflow process: os.environ, AIRFLOW_HOME and the AIRFLOW__* settings."""
+    """Environment of every Airflow process: os.environ, AIRFLOW_HOME, the AIRFLOW__* settings and the
+    DAGs' connections as AIRFLOW_CONN_* (built from .env; see instashop.airflow_connections)."""
     url = settings["AIRFLOW_URL"].rstrip("/")
     repo = settings.repo_root
     options = {
@@ -81,6 +83,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     env["AIRFLOW_HOME"] = str(airflow_home(settings))
     for section, values in options.items():
         env.update({f"AIRFLOW__{section.upper()}__{key.upper()}": value for key, value in values.items()})
+    env.update(airflow_connections(settings))
     return env
 
 

@@ -45,6 +45,7 @@ def up(settings: Settings, names: Iterable[str] = ()) -> None:
     for service in select(settings, names):
         if service.pid() is not None:
             _wait_healthy(service)
+            service.bootstrap()  # idempotent: picks up roles or passwords added since it started
             log.info("%-18s already running (pid %s)", service.name, service.pid())
             continue
         if service.port_taken():

@@ -31,6 +31,7 @@ ROLES = (
     ("debezium", "DEBEZIUM_PASSWORD", "LOGIN REPLICATION"),
     ("dwh_writer", "DWH_WRITER_PASSWORD", "LOGIN"),
     ("dwh_readonly", "DWH_READONLY_PASSWORD", "LOGIN"),
+    ("dwh_maintainer", "DWH_MAINTAINER_PASSWORD", "LOGIN"),  # owns realtime_events (partition DDL)
     ("airflow", "AIRFLOW_DB_PASSWORD", "LOGIN"),
     ("superset", "SUPERSET_DB_PASSWORD", "LOGIN"),
 )

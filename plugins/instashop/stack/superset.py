@@ -2,13 +2,15 @@
 
 Superset needs SQLAlchemy<2 and so lives in its own virtual environment (`.venv-superset`): this
 module only runs that venv's binaries. Its configuration is `superset/superset_config.py`, which
-reads `.env` itself. The metadata DB (database `superset` on the stack's Postgres) is migrated and
-given its admin user before the first start, and again only when something it depends on changed.
+reads `.env` itself. Before each start, and each time only if something it depends on changed:
+- the metadata DB (database `superset` on the stack's Postgres) is migrated and given its admin;
+- the dashboards bundle (`superset/dashboards/`) is imported, with the databases' URIs from `.env`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -24,6 +26,10 @@ from instashop.stack.service import Service
 log = logging.getLogger(__name__)
 
 APP = "superset.app:create_app()"
+# Databases of the dashboards bundle whose URI (with its password) comes from .env at import.
+DATABASE_URI_KEYS = {"InstaShop DWH": "DWH_READONLY_DSN"}
+# What `make demo` lists: the slugs of the bundle's dashboards (superset/dashboard_defs.py).
+DASHBOARD_SLUGS = ("sales", "customers", "products", "sessions", "live", "pipeline-health")
 # The main venv's interpreter settings must not leak into Superset's.
 _FOREIGN_PYTHON_VARS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
 
@@ -42,6 +48,15 @@ class Superset(Service):
     def init_marker(self) -> Path:
         """Digest of what the metadata DB was last initialised with (see `_init_digest`)."""
         return self.data_dir / "initialised"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.settings.repo_root / "superset" / "dashboards"
+
+    @property
+    def bundle_marker(self) -> Path:
+        """Digest of the dashboards bundle last imported (see `_bundle_digest`)."""
+        return self.data_dir / "dashboards-imported"
 
     def command(self) -> list[str]:
         return [
@@ -77,16 +92,8 @@ class Superset(Service):
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        digest = self._init_digest()
-        if self._read_marker() == digest and self._admin_exists():
-            log.info("superset: metadata DB up to date, init skipped")
-            return
-        log.info("superset: initialising the metadata DB (db upgrade, admin, init); takes a few minutes")
-        self.init_marker.unlink(missing_ok=True)
-        self._superset("db", "upgrade")
-        self._ensure_admin()
-        self._superset("init")  # default roles and permissions
-        self.init_marker.write_text(f"{digest}\n")
+        self._initialise_metadata_db()
+        self._import_dashboards()
 
     def is_healthy(self) -> bool:
         try:
@@ -104,10 +111,71 @@ class Superset(Service):
         return taken() and not wait_until(lambda: not taken(), 15)
 
     def urls(self) -> list[str]:
-        user = self.settings["SUPERSET_ADMIN_USER"]
-        return [f"{self.settings['SUPERSET_URL']}  (login {user} / SUPERSET_ADMIN_PASSWORD in .env)"]
+        user, base = self.settings["SUPERSET_ADMIN_USER"], self.settings["SUPERSET_URL"]
+        return [
+            f"{base}  (login {user} / SUPERSET_ADMIN_PASSWORD in .env)",
+            # One URL a line: the slug names the dashboard, and a terminal of 80 columns fits it.
+            *(f"{base}/superset/dashboard/{slug}/" for slug in DASHBOARD_SLUGS),
+            f"{base}/sqllab/  (SQL Lab, DWH read-only)",
+        ]
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _initialise_metadata_db(self) -> None:
+        digest = self._init_digest()
+        if self._read_marker(self.init_marker) == digest and self._admin_exists():
+            log.info("superset: metadata DB up to date, init skipped")
+            return
+        log.info("superset: initialising the metadata DB (db upgrade, admin, init); takes a few minutes")
+        self.init_marker.unlink(missing_ok=True)
+        self._superset("db", "upgrade")
+        self._ensure_admin()
+        self._superset("init")  # default roles and permissions
+        self.init_marker.write_text(f"{digest}\n")
+
+    def _import_dashboards(self) -> None:
+        """Import the bundle (overwriting by UUID) unless this very bundle is already in place."""
+        digest = self._bundle_digest()
+        if self._read_marker(self.bundle_marker) == digest and self._bundle_dashboards_present():
+            log.info("superset: dashboards bundle unchanged, import skipped")
+            return
+        log.info("superset: importing the dashboards bundle %s", self.bundle_dir)
+        self.bundle_marker.unlink(missing_ok=True)
+        uris = {name: self.settings[key] for name, key in DATABASE_URI_KEYS.items()}
+        self._run(
+            self._bin("python"), str(self.bundle_dir.parent / "import_dashboards.py"), str(self.bundle_dir),
+            self.settings["SUPERSET_ADMIN_USER"],
+            secrets={"INSTASHOP_DATABASE_URIS": json.dumps(uris)},
+        )  # fmt: skip
+        self.bundle_marker.write_text(f"{digest}\n")
+
+    def _bundle_digest(self) -> str:
+        """Changes with any file of the bundle, the importer, Superset's version or a database URI."""
+        digest = hashlib.sha256()
+        superset_dir = self.bundle_dir.parent
+        files = sorted(self.bundle_dir.rglob("*.yaml"))
+        for path in [superset_dir / "import_dashboards.py", superset_dir / "requirements.txt", *files]:
+            digest.update(f"\0{path.relative_to(superset_dir)}\0".encode())
+            digest.update(path.read_bytes())
+        for key in DATABASE_URI_KEYS.values():
+            digest.update(f"\0{self.settings[key]}".encode())
+        digest.update(self._init_digest().encode())  # a re-initialised metadata DB imports again
+        return digest.hexdigest()
+
+    def _bundle_uuids(self) -> list[str]:
+        """UUIDs of the bundle's dashboards (a line `uuid: ...` at the top level of each file)."""
+        uuids = []
+        for path in sorted((self.bundle_dir / "dashboards").glob("*.yaml")):
+            uuids += [
+                line.split(":", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("uuid:")
+            ]
+        return uuids
+
+    def _bundle_dashboards_present(self) -> bool:
+        """Catches dashboards deleted in the UI (or a metadata DB emptied) behind the marker's back."""
+        uuids = self._bundle_uuids()
+        rows = self._metadata_query("SELECT count(*) FROM dashboards WHERE uuid::text = ANY(%s)", (uuids,))
+        return bool(rows) and rows[0][0] == len(uuids)
 
     def _bin(self, name: str) -> str:
         return str(self.settings.superset_venv / "bin" / name)
@@ -121,22 +189,30 @@ class Superset(Service):
             digest.update(f"\0{self.settings[key]}".encode())
         return digest.hexdigest()
 
-    def _read_marker(self) -> str | None:
+    @staticmethod
+    def _read_marker(marker: Path) -> str | None:
         try:
-            return self.init_marker.read_text().strip()
+            return marker.read_text().strip()
         except FileNotFoundError:
             return None
 
     def _admin_exists(self) -> bool:
         """Catches a metadata DB dropped or emptied behind the marker's back."""
-        dsn, user = self.settings["SUPERSET_DB_DSN"], self.settings["SUPERSET_ADMIN_USER"]
+        rows = self._metadata_query(
+            "SELECT 1 FROM ab_user WHERE username = %s", (self.settings["SUPERSET_ADMIN_USER"],)
+        )
+        return bool(rows)
+
+    def _metadata_query(self, sql: str, args: tuple) -> list[tuple] | None:
+        """Rows of a query on the metadata DB; None if it cannot be read (not there, not migrated)."""
+        dsn = self.settings["SUPERSET_DB_DSN"]
         try:
             # closing(): a psycopg2 connection's own `with` ends the transaction, not the connection.
             with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn, conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM ab_user WHERE username = %s", (user,))
-                return cur.fetchone() is not None
+                cur.execute(sql, args)
+                return cur.fetchall()
         except psycopg2.Error:
-            return False
+            return None
 
     def _ensure_admin(self) -> None:
         """Create the admin user, or reset its password to the one in .env if it exists."""
@@ -160,9 +236,14 @@ class Superset(Service):
 
     def _superset(self, *args: str, secrets: dict[str, str] | None = None) -> str:
         """Run the superset CLI; its output goes to the service log and is returned."""
+        return self._run(self._bin("superset"), *args, secrets=secrets)
+
+    def _run(self, *argv: str, secrets: dict[str, str] | None = None) -> str:
+        """Run a program of Superset's venv in its environment; output to the service log and returned."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        name = " ".join(Path(arg).name for arg in argv[:3])
         result = subprocess.run(
-            [self._bin("superset"), *args],
+            list(argv),
             env={**self.environment(), **(secrets or {})},
             cwd=self.data_dir,
             stdin=subprocess.DEVNULL,
@@ -173,10 +254,9 @@ class Superset(Service):
         )
         output = result.stdout + result.stderr
         with self.log_file.open("a") as f:
-            f.write(f"\n=== superset {' '.join(args)} (exit {result.returncode})\n{output}")
+            f.write(f"\n=== {name} (exit {result.returncode})\n{output}")
         if result.returncode != 0:
             raise RuntimeError(
-                f"`superset {' '.join(args)}` failed (exit {result.returncode}). "
-                f"Last lines of {self.log_file}:\n{tail(self.log_file)}"
+                f"`{name}` failed (exit {result.returncode}). Last lines of {self.log_file}:\n{tail(self.log_file)}"
             )
         return output

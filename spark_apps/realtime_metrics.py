@@ -1,0 +1,415 @@
+"""Live metrics: the shop's CDC topics and the enriched items -> windowed metrics in Redis (`live:*`).
+
+Run it with the main venv's python (what `instashop spark start` does) or with spark-submit:
+
+    .venv/bin/python spark_apps/realtime_metrics.py [--master local[*]] [--trigger micro-batch]
+    .venv/bin/spark-submit --master spark://host:7077 --jars <the four jars below> \\
+        --py-files spark_apps/redis_sink.py spark_apps/realtime_metrics.py
+
+Under plain python the app launches the driver JVM itself, with the Kafka connector jars from the
+set-up's Maven cache (.jars/spark-kafka, never the network) and SIGTERM ignored, so that SIGTERM to
+the job's process group reaches only this process: the query is stopped between batches, the
+heartbeat says `stopped`, and the JVM exits with us. SIGKILL takes both down, as a crash would; the
+checkpoint makes the restart resume from the last committed batch (replays rewrite the same values).
+
+Metrics, windows and key schema: instashop.live_metrics. Parsing: realtime_events. State and
+idempotency: realtime_aggregation. Redis writes: redis_sink.
+
+Transactions count once, when placed (op c/r, by created_at, total_amount as created); their status
+updates and the purge of failed ones do not change the live figures: a window's orders are the
+orders placed in it. Items (and so category and product figures) come from the consumer's enriched
+topic. Both drop repeats of a key inside the watermark, so upstream redeliveries don't add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import redis
+from realtime_aggregation import window_aggregates
+from realtime_events import cdc_topics, events
+from redis_sink import BatchSink, RealTimeSink, connect
+
+from instashop import live_metrics, topics
+from instashop.config import Settings, load_settings
+
+log = logging.getLogger("realtime_metrics")
+
+APP_NAME = "instashop-realtime-metrics"
+MICRO_BATCH, REAL_TIME = "micro-batch", "real-time"
+# The connector and its own dependencies; the folder's older scala-library, slf4j, spark-tags,
+# lz4, snappy and hadoop jars duplicate (older versions of) jars PySpark already ships.
+KAFKA_JARS = ("spark-sql-kafka-0-10_", "spark-token-provider-kafka-0-10_", "kafka-clients-", "commons-pool2-")
+# Bumped whenever the query's state (operators, keys) changes shape: a checkpoint written by another
+# shape cannot be resumed, so the default checkpoint directory moves on with it.
+STATE_VERSION = 2
+HEARTBEAT_SECONDS = 1.0
+TOP_PRODUCTS_SECONDS = 2.0
+
+
+class StartupError(RuntimeError):
+    """Something the app needs is missing or unreachable; the message says what."""
+
+
+@dataclass(frozen=True)
+class Options:
+    master: str | None
+    trigger: str
+    interval: str
+    watermark: str
+    checkpoint: Path
+    key_prefix: str
+    topic_prefix: str
+    items_topic: str
+    starting_offsets: str
+    shuffle_partitions: int
+    max_offsets_per_trigger: int
+    ui: bool
+
+    @property
+    def topics(self) -> list[str]:
+        return [*cdc_topics(self.topic_prefix), self.items_topic]
+
+
+def parse_args(argv: list[str], settings: Settings) -> Options:
+    p = argparse.ArgumentParser(prog="realtime_metrics", description=__doc__.split("\n")[0])
+    p.add_argument("--master", help="Spark master URL (default local[*]; real-time: local[<tasks needed>])")
+    p.add_argument("--trigger", choices=(MICRO_BATCH, REAL_TIME), default=MICRO_BATCH)
+    p.add_argument(
+        "--interval",
+        help="micro-batch: trigger interval (default 0 s = back to back); "
+        "real-time: checkpoint interval (default 30 seconds, minimum 5 s)",
+    )
+    # The shop records a visit when it ends: its page views reach Kafka up to ~12 min late (p99 ~8.5).
+    p.add_argument("--watermark", default="10 minutes", help="lateness accepted (default %(default)s)")
+    checkpoints = settings.var_dir / "spark" / "checkpoints"
+    p.add_argument("--checkpoint", type=Path, default=checkpoints / f"realtime-metrics-v{STATE_VERSION}")
+    p.add_argument("--key-prefix", default=live_metrics.PREFIX, help="Redis key prefix (live or live:<name>)")
+    p.add_argument("--topic-prefix", default="instashop", help="Debezium topic.prefix")
+    p.add_argument("--items-topic", default=topics.ENRICHED_TRANSACTION_ITEMS)
+    p.add_argument("--starting-offsets", choices=("latest", "earliest"), default="latest", help="new checkpoints only")
+    p.add_argument("--shuffle-partitions", type=int, default=2)
+    p.add_argument("--max-offsets-per-trigger", type=int, default=20000, help="micro-batch catch-up bound")
+    p.add_argument("--no-ui", dest="ui", action="store_false", help="no Spark UI (default: 127.0.0.1:SPARK_UI_PORT)")
+    p.add_argument("--job-marker", help=argparse.SUPPRESS)  # tags the command line (instashop.jobs)
+    a = p.parse_args(argv)
+    interval = a.interval or ("30 seconds" if a.trigger == REAL_TIME else "0 seconds")
+    return Options(
+        a.master,
+        a.trigger,
+        interval,
+        a.watermark,
+        a.checkpoint,
+        a.key_prefix,
+        a.topic_prefix,
+        a.items_topic,
+        a.starting_offsets,
+        a.shuffle_partitions,
+        a.max_offsets_per_trigger,
+        a.ui,
+    )
+
+
+# --- start-up checks ----------------------------------------------------------------------------
+
+
+def check_redis(url: str) -> redis.Redis:
+    client = connect(url)
+    try:
+        client.ping()
+    except redis.AuthenticationError as err:
+        raise StartupError(f"Redis at {_where(url)} refused the password in REDIS_URL: {err}") from None
+    except redis.RedisError as err:
+        raise StartupError(f"Redis at {_where(url)} is unreachable: {err}") from None
+    return client
+
+
+def check_kafka(bootstrap: str, wanted: list[str]) -> int:
+    """The partitions of the wanted topics that exist (topics appear when a table first changes)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    try:
+        metadata = admin.list_topics(timeout=10)
+    except KafkaException as err:
+        raise StartupError(f"Kafka at {bootstrap} is unreachable: {err.args[0]}") from None
+    missing = [t for t in wanted if t not in metadata.topics]
+    if missing:
+        log.warning("topics not created yet (read once they appear): %s", ", ".join(missing))
+    return sum(len(metadata.topics[t].partitions) for t in wanted if t in metadata.topics)
+
+
+def kafka_jars(settings: Settings) -> list[str]:
+    folder = settings.jars_dir / "spark-kafka"
+    jars = sorted(str(j) for j in folder.glob("*.jar") if j.name.startswith(KAFKA_JARS))
+    if len(jars) != len(KAFKA_JARS):
+        raise StartupError(f"Kafka connector jars missing in {folder} (found {jars}): run `make setup`")
+    return jars
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
+# --- Spark --------------------------------------------------------------------------------------
+
+
+def spark_session(options: Options, settings: Settings, partitions: int):
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers (Real-time sink) need our venv
+    conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM: master and jars are ours to set
+        conf.setMaster(options.master or _default_master(options, partitions))
+        conf.set("spark.jars", ",".join(kafka_jars(settings)))
+    elif options.master:  # under spark-submit its --master and --jars apply, unless told otherwise
+        conf.setMaster(options.master)
+    # The JVM inherits an ignored SIGTERM (the JVM keeps an ignored signal ignored): a SIGTERM to our
+    # process group then stops the query through our handler instead of killing the driver mid-batch.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        sc = SparkContext(conf=conf)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sc.setLogLevel("WARN")
+    if options.trigger == REAL_TIME:
+        sc.addPyFile(str(Path(__file__).with_name("redis_sink.py")))  # its writer runs in the Python workers
+    return SparkSession(sc)
+
+
+def _default_master(options: Options, partitions: int) -> str:
+    if options.trigger == MICRO_BATCH:
+        return "local[*]"
+    # Real-time Mode holds a task per Kafka partition plus one per shuffle partition of each stateful
+    # stage for the whole batch: local threads, mostly waiting on Kafka, not cores.
+    return f"local[{partitions + 2 * options.shuffle_partitions + 2}]"
+
+
+def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
+    return {
+        "spark.driver.host": host,
+        "spark.driver.bindAddress": host,
+        "spark.ui.enabled": str(options.ui).lower(),
+        "spark.ui.port": str(settings.port("spark_ui")),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.warehouse.dir": str(settings.var_dir / "spark" / "warehouse"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(options.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "false",
+        # RocksDB keeps the dedup keys off the JVM heap; changelog checkpointing writes only the
+        # batch's changes. Format v2 is what Real-time Mode needs, used by both triggers alike.
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.sql.streaming.stateStore.checkpointFormatVersion": "2",
+        "spark.sql.streaming.minBatchesToRetain": "20",
+        # Without native Hadoop, the default (FileContext) checkpoint manager forks `chmod` and
+        # `readlink` for every file it writes or renames: ~40 processes per batch. The FileSystem API
+        # on the raw local file system (no .crc sidecars) creates and renames in-process.
+        "spark.sql.streaming.checkpointFileManagerClass": (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        ),
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+    }
+
+
+def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbeat):
+    kafka = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings["KAFKA_BOOTSTRAP"])
+        .option("subscribe", ",".join(options.topics))
+        .option("startingOffsets", options.starting_offsets)
+        .option("failOnDataLoss", "false")  # retention may delete what a long-stopped app never read
+        # Reading a partition up to its end otherwise parks each fetch for the 500 ms default.
+        .option("kafka.fetch.max.wait.ms", "10")
+    )
+    if options.trigger == MICRO_BATCH:
+        kafka = kafka.option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
+    records = kafka.load()
+    if options.trigger == MICRO_BATCH:
+        # One scan task per Kafka partition (18) costs more scheduling than reading on 2 cores.
+        records = records.coalesce(options.shuffle_partitions)
+    aggregates = window_aggregates(events(records, options.items_topic), options.watermark)
+    writer = (
+        aggregates.writeStream.queryName("live_metrics")
+        .outputMode("update")
+        .option("checkpointLocation", str(options.checkpoint))
+    )
+    url = settings["REDIS_URL"]
+    if options.trigger == REAL_TIME:
+        writer = writer.foreach(RealTimeSink(url, options.key_prefix)).trigger(realTime=options.interval)
+    else:
+        sink = BatchSink(url, options.key_prefix, on_batch=heartbeat.batch_written)
+        writer = writer.foreachBatch(sink).trigger(processingTime=options.interval)
+    return writer.start()
+
+
+# --- supervision: heartbeat, top products, SIGTERM ----------------------------------------------
+
+
+class Heartbeat:
+    """The `live:heartbeat` hash: progress of every batch (listener) and liveness every second."""
+
+    def __init__(self, client: redis.Redis, options: Options) -> None:
+        self.client, self.prefix = client, options.key_prefix
+        self.fields: dict[str, object] = {"mode": options.trigger, "pid": os.getpid()}
+        self.last_event_time: datetime | None = None
+        self.late_rows = 0  # dropped for arriving after the watermark, since this process started
+
+    def write(self, **fields: object) -> None:
+        self.fields.update(fields)
+        try:
+            live_metrics.write_heartbeat(self.client, self.fields, prefix=self.prefix)
+        except redis.RedisError as err:  # Redis down for a moment: the sink's own errors fail the query
+            log.warning("heartbeat not written: %s", err)
+
+    def batch_written(self, batch_id: int, last_event_time: datetime | None) -> None:
+        """From the micro-batch sink: the newest event time it wrote (exact, not window-truncated)."""
+        if last_event_time and (self.last_event_time is None or last_event_time > self.last_event_time):
+            self.last_event_time = last_event_time
+
+    def progress(self, progress: dict) -> None:
+        event_time = progress.get("eventTime") or {}
+        late = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators") or [])
+        self.late_rows += late
+        last = self.last_event_time.replace(tzinfo=UTC).isoformat() if self.last_event_time else None
+        self.write(
+            status="running",
+            batch_id=progress.get("batchId"),
+            input_rows_per_second=round(progress.get("inputRowsPerSecond") or 0.0, 1),
+            processed_rows_per_second=round(progress.get("processedRowsPerSecond") or 0.0, 1),
+            batch_duration_ms=(progress.get("durationMs") or {}).get("triggerExecution"),
+            last_event_time=last or event_time.get("max"),
+            watermark=event_time.get("watermark"),
+            late_rows=self.late_rows,
+        )
+
+
+def progress_listener(heartbeat: Heartbeat):
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class ProgressListener(StreamingQueryListener):
+        """Every batch's progress: one log line and the heartbeat (runs on py4j's callback thread)."""
+
+        def onQueryStarted(self, event) -> None:
+            heartbeat.write(status="running", query_id=str(event.id), run_id=str(event.runId))
+
+        def onQueryProgress(self, event) -> None:
+            progress = json.loads(event.progress.json)
+            log.info("batch %s: %s", progress.get("batchId"), _summary(progress))
+            heartbeat.progress(progress)
+
+        def onQueryIdle(self, event) -> None:
+            pass
+
+        def onQueryTerminated(self, event) -> None:
+            pass
+
+    return ProgressListener()
+
+
+def _summary(progress: dict) -> str:
+    durations = " ".join(f"{k}={v}" for k, v in (progress.get("durationMs") or {}).items())
+    ops = progress.get("stateOperators") or []
+    state = " ".join(
+        f"{op.get('operatorName')}[rows={op.get('numRowsTotal')} upd={op.get('allUpdatesTimeMs')}"
+        f" rm={op.get('allRemovalsTimeMs')} commit={op.get('commitTimeMs')}]"
+        for op in ops
+    )
+    return f"{progress.get('numInputRows')} rows, ms: {durations}, state: {state}"
+
+
+def supervise(query, heartbeat: Heartbeat, stop: threading.Event) -> None:
+    """Until SIGTERM or the query ends: liveness in the heartbeat, the top-products ranking refreshed."""
+    next_top = 0.0
+    while not stop.is_set() and query.isActive:
+        heartbeat.write()
+        if time.monotonic() >= next_top:
+            try:
+                live_metrics.refresh_top_products(heartbeat.client, prefix=heartbeat.prefix)
+            except redis.RedisError as err:
+                log.warning("top products not refreshed: %s", err)
+            next_top = time.monotonic() + TOP_PRODUCTS_SECONDS
+        query.awaitTermination(HEARTBEAT_SECONDS)
+
+
+def stop_query(query, mode: str, timeout: float = 20.0) -> None:
+    """Stop between two micro-batches when possible, so no batch is cut short (a real-time batch
+    lasts its whole checkpoint interval: it is cut, and replayed from its start offsets on restart)."""
+    deadline = time.monotonic() + (timeout if mode == MICRO_BATCH else 0)
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    query.stop()
+
+
+def run(argv: list[str]) -> int:
+    settings = load_settings()
+    options = parse_args(argv, settings)
+    stop = threading.Event()
+    _on_signals(stop)
+    try:
+        client = check_redis(settings["REDIS_URL"])
+        partitions = check_kafka(settings["KAFKA_BOOTSTRAP"], options.topics)
+        kafka_jars(settings)
+    except StartupError as err:
+        log.error("cannot start: %s", err)
+        return 2
+    heartbeat = Heartbeat(client, options)
+    # A new run: clear what an earlier process reported, so no reader takes it for this one's progress.
+    heartbeat.write(**{**dict.fromkeys(live_metrics.HEARTBEAT_FIELDS), **heartbeat.fields})
+    heartbeat.write(status="starting", started_at=datetime.now(UTC).isoformat())
+    spark = spark_session(options, settings, partitions)
+    _on_signals(stop)  # again: SparkContext replaced the SIGINT handler with its own
+    spark.streams.addListener(progress_listener(heartbeat))
+    query = start_query(spark, options, settings, heartbeat)
+    log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
+    supervise(query, heartbeat, stop)
+    return _finish(spark, query, heartbeat, stop)
+
+
+def _on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _finish(spark, query, heartbeat: Heartbeat, stop: threading.Event) -> int:
+    failure = None if query.isActive else query.exception()
+    if stop.is_set() and query.isActive:
+        log.info("stop requested: stopping the query")
+        heartbeat.write(status="stopping")
+        stop_query(query, str(heartbeat.fields["mode"]))
+    heartbeat.write(status="failed" if failure else "stopped", error=str(failure) if failure else None)
+    spark.stop()
+    if failure:
+        log.error("query failed: %s", failure)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""InstaShop's Redis live metrics as SQL tables for Superset (the shillelagh adapter `instashop_live`)."""

@@ -1,0 +1,537 @@
+"""The five DAGs against the real services: each run with dag.test(), one triggered through the REST API.
+
+dag.test() runs in a subprocess with `airflow_environment(settings)`: Airflow reads its
+configuration once per process, and this pytest process may already have imported Airflow with a
+throw-away home (tests/unit/test_dags.py). The subprocess shares the stack's metadata database, so
+its runs show in the UI as manual runs triggered by "dag_test". Synthetic warehouse rows live on
+days around 2000-01-01, far from the pipeline's own, and are removed again at once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+
+from instashop import generator, jobs, partitions, supervisor
+from instashop.stack.airflow import airflow_environment
+from tests.integration.pipeline import fetch, spec_answers_equal_truth, wait_until_caught_up
+
+pytestmark = pytest.mark.integration
+
+DAG_TEST_TIMEOUT = 240
+
+# Loads the DAG from dags/, turns retries off (a failing task must fail the run now, not in five
+# minutes), runs dag.test() and prints the run's state, task states and return values.
+_DAG_TEST = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+dag_id, conf, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+dag = DagBag(dag_folder=folder, safe_mode=False).dags[dag_id]
+for task in dag.tasks:
+    task.retries = 0
+run = dag.test(run_conf=conf)
+with create_session() as session:
+    tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
+    rows = session.query(XComModel).filter(
+        XComModel.dag_id == dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
+    )
+    xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+result = {"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "xcom": xcom}
+print("@@RESULT@@" + json.dumps(result, default=str))
+"""
+
+
+@dataclass(frozen=True)
+class DagRun:
+    state: str
+    tasks: dict[str, str]
+    xcom: dict[str, Any]
+    output: str  # the subprocess's stdout and stderr: task logs, tracebacks
+
+
+def run_dag(settings, dag_id: str, conf: dict | None = None) -> DagRun:
+    argv = [sys.executable, "-c", _DAG_TEST, dag_id, json.dumps(conf or {}), str(settings.repo_root / "dags")]
+    proc = subprocess.run(
+        argv, env=airflow_environment(settings), capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT
+    )
+    output = proc.stdout + proc.stderr
+    marker = proc.stdout.rfind("@@RESULT@@")
+    assert proc.returncode == 0 and marker >= 0, f"dag.test() of {dag_id} crashed:\n{output[-5000:]}"
+    result = json.loads(proc.stdout[marker + len("@@RESULT@@") :].splitlines()[0])
+    return DagRun(result["state"], result["tasks"], result["xcom"], output)
+
+
+# --- database helpers --------------------------------------------------------------------------
+
+
+def execute(dsn: str, statement: str, args: tuple | dict | None = None) -> int:
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute(statement, args)
+        return cur.rowcount
+
+
+@pytest.fixture
+def maintainer(settings) -> Iterator[Any]:
+    """A connection as dwh_maintainer (owner of realtime_events and its partitions)."""
+    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
+    yield conn
+    conn.close()
+
+
+def _drop_days(conn, days: list[date]) -> None:
+    for day in days:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
+
+
+# --- dwh_partition_maintenance -----------------------------------------------------------------
+
+STRANDED_DAY = date(2000, 1, 10)
+
+
+@pytest.mark.timeout(300)
+def test_partition_maintenance_creates_days_ahead_and_empties_the_default(settings, maintainer):
+    _drop_days(maintainer, [STRANDED_DAY])
+    # A row for a day without a partition lands in the default partition, as a late event would.
+    execute(
+        settings["DWH_DSN"],
+        "INSERT INTO realtime_events (event_type, \"timestamp\", event_key, source_lsn) VALUES ('search', %s, %s, 1)",
+        (datetime(2000, 1, 10, 12), "airflow-test:stranded"),
+    )
+    try:
+        run = run_dag(settings, "dwh_partition_maintenance", {"days_ahead": 10})
+        assert run.state == "success", run.output[-5000:]
+        today = datetime.now(UTC).date()
+        have = partitions.existing_days(maintainer)
+        assert set(partitions.days_between(today, today + timedelta(days=10))) <= have
+        # (Moved by this run, or by a scheduled one that ran meanwhile: either way the same DAG did it.)
+        assert STRANDED_DAY in have
+        inventory = {p["partition"]: p["rows"] for p in run.xcom["report_inventory"]}
+        assert inventory[partitions.partition_name(STRANDED_DAY)] == 1
+        assert fetch(settings["DWH_MAINTAINER_DSN"], "SELECT count(*) FROM realtime_events_default") == [(0,)]
+    finally:
+        _drop_days(maintainer, [STRANDED_DAY])
+
+
+# --- dwh_retention --------------------------------------------------------------------------------
+
+OLD_DAYS = [date(2000, 1, 1), date(2000, 1, 2), date(2000, 1, 3)]
+
+
+@pytest.mark.timeout(300)
+def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(settings, maintainer):
+    _drop_days(maintainer, OLD_DAYS)
+    partitions.ensure_daily_partitions(maintainer, OLD_DAYS[0], OLD_DAYS[1])
+    # One made by a superuser, as `instashop partitions ensure` does: the DAG adopts it first.
+    with closing(psycopg2.connect(settings.admin_dsn("dwh"))) as admin:
+        partitions.ensure_daily_partitions(admin, OLD_DAYS[2], OLD_DAYS[2])
+    rows = [(datetime(2000, 1, 1, 8), "airflow-test:old-1"), (datetime(2000, 1, 1, 9), "airflow-test:old-2")]
+    rows.append((datetime(2000, 1, 3, 10), "airflow-test:old-3"))
+    for ts, key in rows:
+        execute(
+            settings["DWH_DSN"],
+            'INSERT INTO realtime_events (event_type, "timestamp", event_key, source_lsn) '
+            "VALUES ('search', %s, %s, 1)",
+            (ts, key),
+        )
+    today = datetime.now(UTC).date()
+    cutoff = partitions.retention_cutoff(today, 90)
+    before = partitions.existing_days(maintainer)
+    try:
+        run = run_dag(settings, "dwh_retention", {"retention_days": 90})
+        assert run.state == "success", run.output[-5000:]
+        dropped = {d["day"]: d["rows"] for d in run.xcom["drop_old_partitions"]}
+        assert {day.isoformat(): dropped.get(day.isoformat()) for day in OLD_DAYS} == {
+            "2000-01-01": 2,
+            "2000-01-02": 0,
+            "2000-01-03": 1,
+        }
+        assert all(date.fromisoformat(day) < cutoff for day in dropped)
+        after = partitions.existing_days(maintainer)
+        assert {day for day in before if day >= cutoff} <= after  # recent and future partitions kept
+        assert today in after and not set(OLD_DAYS) & after
+        assert "dropped realtime_events_p20000101 (2 rows)" in run.output
+    finally:
+        _drop_days(maintainer, OLD_DAYS)
+
+
+# --- session_outcomes_backfill ----------------------------------------------------------------------
+
+BACKFILL_DAY = date(2000, 2, 1)
+OUTSIDE_DAY = date(2000, 2, 2)
+# session -> (day, ended?, events as (event_type, amount, raw_data)), expected outcome
+KNOWN_SESSIONS = {
+    "airflow-test-conversion": (BACKFILL_DAY, True, [("user_behavior", None, {"page_type": "product"}),
+                                                     ("cart_event", "20.00", {"action": "add"}),
+                                                     ("transaction", "20.00", {"status": "paid"})]),
+    "airflow-test-abandon": (BACKFILL_DAY, True, [("user_behavior", None, {"page_type": "product"}),
+                                                  ("cart_event", "9.50", {"action": "add"})]),
+    "airflow-test-bounce": (BACKFILL_DAY, True, [("user_behavior", None, {"page_type": "home"}),
+                                                 ("search", None, {"query": "socks"})]),
+    "airflow-test-open": (BACKFILL_DAY, False, [("user_behavior", None, {"page_type": "home"})]),
+    "airflow-test-outside": (OUTSIDE_DAY, True, [("transaction", "5.00", {"status": "paid"})]),
+}  # fmt: skip
+EXPECTED_OUTCOMES = {
+    "airflow-test-conversion": "conversion",
+    "airflow-test-abandon": "cart_abandonment",
+    "airflow-test-bounce": "bounce",
+    "airflow-test-open": None,
+    "airflow-test-outside": None,  # outside the range: left as it was
+}
+_KNOWN = "session_id LIKE 'airflow-test-%'"  # only ever used without query parameters
+
+
+@pytest.fixture
+def known_sessions(settings, maintainer) -> Iterator[None]:
+    """Sessions with known events and no outcome yet, on days of their own; removed afterwards."""
+    _drop_days(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])
+    partitions.ensure_daily_partitions(maintainer, BACKFILL_DAY, OUTSIDE_DAY)
+    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+        cur.execute(f"DELETE FROM customer_sessions WHERE {_KNOWN}")
+        for session_id, (day, ended, events) in KNOWN_SESSIONS.items():
+            start = datetime.combine(day, datetime.min.time()) + timedelta(hours=10)
+            end = start + timedelta(minutes=len(events) + 1) if ended else None
+            data = {"start_time": start.isoformat(), "end_time": end and end.isoformat(), "device": "web"}
+            cur.execute(
+                'INSERT INTO customer_sessions (session_id, customer_id, session_data, "timestamp", source_lsn) '
+                "VALUES (%s, 1, %s, %s, 1)",
+                (session_id, json.dumps(data), end or start),
+            )
+            for n, (event_type, amount, raw) in enumerate(events):
+                cur.execute(
+                    'INSERT INTO realtime_events (event_type, "timestamp", amount, session_id, raw_data, event_key, '
+                    "source_lsn) VALUES (%s, %s, %s, %s, %s, %s, 1)",
+                    (
+                        event_type,
+                        start + timedelta(minutes=n),
+                        amount,
+                        session_id,
+                        json.dumps(raw),
+                        f"{session_id}:{n}",
+                    ),
+                )
+    try:
+        yield
+    finally:
+        execute(settings["DWH_DSN"], f"DELETE FROM customer_sessions WHERE {_KNOWN}")
+        _drop_days(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])  # and the events with them
+
+
+def _outcomes(settings) -> dict[str, str | None]:
+    return dict(
+        fetch(settings["DWH_READONLY_DSN"], f"SELECT session_id, outcome FROM customer_sessions WHERE {_KNOWN}")
+    )
+
+
+def _none_computed(settings) -> bool:
+    rows = fetch(
+        settings["DWH_READONLY_DSN"],
+        f"SELECT outcome, session_data ? 'page_views' FROM customer_sessions WHERE {_KNOWN}",
+    )
+    return len(rows) == len(KNOWN_SESSIONS) and not any(outcome or computed for outcome, computed in rows)
+
+
+@pytest.mark.timeout(400)
+def test_backfill_computes_outcomes_for_known_sessions_idempotently(settings, known_sessions):
+    day = {"start_date": BACKFILL_DAY.isoformat(), "end_date": BACKFILL_DAY.isoformat()}
+
+    dry = run_dag(settings, "session_outcomes_backfill", {**day, "dry_run": True})
+    assert dry.state == "success", dry.output[-5000:]
+    assert (dry.xcom["recompute_outcomes"]["sessions"], dry.xcom["recompute_outcomes"]["changed"]) == (4, 4)
+    assert _none_computed(settings), "a dry run wrote"
+
+    run = run_dag(settings, "session_outcomes_backfill", {**day, "dry_run": False})
+    assert run.state == "success", run.output[-5000:]
+    assert _outcomes(settings) == EXPECTED_OUTCOMES
+    data = dict(
+        fetch(settings["DWH_READONLY_DSN"], f"SELECT session_id, session_data FROM customer_sessions WHERE {_KNOWN}")
+    )
+    assert data["airflow-test-conversion"].items() >= {"transactions": 1, "cart_adds": 1, "revenue": "20.00"}.items()
+    assert data["airflow-test-bounce"]["searches"] == 1 and data["airflow-test-bounce"]["page_views"] == 1
+
+    again = run_dag(settings, "session_outcomes_backfill", {**day, "dry_run": False})
+    assert again.state == "success" and again.xcom["recompute_outcomes"]["changed"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_backfill_with_end_before_start_fails_before_writing(settings, known_sessions):
+    conf = {"start_date": OUTSIDE_DAY.isoformat(), "end_date": BACKFILL_DAY.isoformat(), "dry_run": False}
+    run = run_dag(settings, "session_outcomes_backfill", conf)
+    assert run.state == "failed"
+    assert run.tasks == {"plan_range": "failed", "recompute_outcomes": "upstream_failed"}
+    assert "end_date 2000-02-01 is before start_date 2000-02-02" in run.output
+    assert _none_computed(settings)
+
+
+# --- session_outcomes_backfill through the REST API of the running stack ---------------------------
+
+
+class AirflowApi:
+    def __init__(self, settings) -> None:
+        self.base = settings["AIRFLOW_URL"].rstrip("/")
+        credentials = {"username": settings["AIRFLOW_ADMIN_USER"], "password": settings["AIRFLOW_ADMIN_PASSWORD"]}
+        token = requests.post(f"{self.base}/auth/token", json=credentials, timeout=10).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, f"{self.base}/api/v2{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def trigger(self, dag_id: str, conf: dict) -> requests.Response:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+
+    def wait_for(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise AssertionError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        items = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in items}
+
+
+@pytest.fixture(scope="module")
+def airflow_api(settings) -> AirflowApi:
+    api = AirflowApi(settings)
+    deadline = time.monotonic() + 90  # the dag-processor rescans dags/ every 30 s
+    while api.call("GET", "/dags/session_outcomes_backfill").status_code != 200:
+        assert time.monotonic() < deadline, "session_outcomes_backfill is not parsed by the running Airflow"
+        time.sleep(3)
+    return api
+
+
+@pytest.mark.timeout(400)
+def test_backfill_triggered_through_the_rest_api(settings, known_sessions, airflow_api):
+    dag_id = "session_outcomes_backfill"
+    day = BACKFILL_DAY.isoformat()
+
+    malformed = airflow_api.trigger(dag_id, {"start_date": "2000-02-30", "end_date": day})
+    assert malformed.status_code == 400 and "is not a 'date'" in malformed.text, malformed.text
+
+    backwards = airflow_api.trigger(dag_id, {"start_date": OUTSIDE_DAY.isoformat(), "end_date": day})
+    assert backwards.status_code == 200, backwards.text
+    run_id = backwards.json()["dag_run_id"]
+    assert airflow_api.wait_for(dag_id, run_id) == "failed"
+    assert airflow_api.task_states(dag_id, run_id) == {"plan_range": "failed", "recompute_outcomes": "upstream_failed"}
+    assert _none_computed(settings)
+
+    good = airflow_api.trigger(dag_id, {"start_date": day, "end_date": day, "dry_run": False})
+    assert good.status_code == 200, good.text
+    assert airflow_api.wait_for(dag_id, good.json()["dag_run_id"]) == "success"
+    assert _outcomes(settings) == EXPECTED_OUTCOMES
+
+
+# --- dwh_reconciliation ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(400)
+def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipeline):
+    conf = {"lookback_days": 1, "settle_minutes": 1}
+    row = _settled_cart_event(settings)
+    clean = run_dag(settings, "dwh_reconciliation", conf)
+    assert clean.state == "success", clean.output[-5000:]
+
+    event_key, ts, amount = row
+    tampered = amount + 1
+    # The owner of realtime_events; a cart event is never updated at the source, so the consumer
+    # cannot repair it behind our back.
+    update = 'UPDATE realtime_events SET amount = %s WHERE event_key = %s AND "timestamp" = %s'
+    assert execute(settings["DWH_MAINTAINER_DSN"], update, (tampered, event_key, ts)) == 1
+    try:
+        run = run_dag(settings, "dwh_reconciliation", conf)
+    finally:
+        execute(settings["DWH_MAINTAINER_DSN"], update, (amount, event_key, ts))
+    assert run.state == "failed"
+    assert "ReconciliationError" in run.output and f"cart_event {ts.date()}:" in run.output
+    assert "difference +0 rows, +1.00 amount" in run.output
+
+
+def _settled_cart_event(settings) -> tuple[str, datetime, Any]:
+    """A cart event older than the settle time, within today or yesterday (generating some if needed)."""
+    query = (
+        "SELECT event_key, \"timestamp\", amount FROM realtime_events WHERE event_type = 'cart_event' "
+        "AND \"timestamp\" < (now() AT TIME ZONE 'UTC') - interval '2 minutes' "
+        "AND \"timestamp\" >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day' "
+        'ORDER BY "timestamp" DESC LIMIT 1'
+    )
+    rows = fetch(settings["DWH_READONLY_DSN"], query)
+    if not rows:
+        generator.run(settings["OLTP_DSN"], generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
+        wait_until_caught_up(settings)
+        time.sleep(150)
+        rows = fetch(settings["DWH_READONLY_DSN"], query)
+    assert rows, "no cart event to tamper with"
+    return rows[0]
+
+
+LIVE_DAY = date(2000, 3, 1)
+LIVE_PREFIX = "live:airflow-test"
+
+
+@pytest.fixture
+def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
+    """Three closed minutes of live metrics in Redis (a private key prefix) and the same events in the DWH."""
+    import redis
+
+    from instashop import live_metrics
+
+    client = redis.Redis.from_url(settings["REDIS_URL"])
+    _drop_days(maintainer, [LIVE_DAY])
+    partitions.ensure_daily_partitions(maintainer, LIVE_DAY, LIVE_DAY)
+    at = datetime(2000, 3, 1, 10, 0)
+    events = [
+        ("cart_event", at + timedelta(seconds=10), None, {"action": "add"}),
+        ("cart_event", at + timedelta(seconds=20), None, {"action": "add"}),
+        ("transaction", at + timedelta(minutes=1, seconds=5), "12.50", {"status": "paid"}),
+        ("user_behavior", at + timedelta(minutes=2, seconds=30), None, {"page_type": "home"}),
+    ]
+    for n, (event_type, ts, amount, raw) in enumerate(events):
+        _insert_event(settings, event_type, ts, amount, raw, f"airflow-test:live-{n}")
+    start = int(at.replace(tzinfo=UTC).timestamp())
+    aggregates = [
+        live_metrics.Aggregate("1m", start, "event", "cart_add", 2),
+        live_metrics.Aggregate("1m", start + 60, "transactions", "", 1, amount=Decimal("12.50"), customers=1),
+        live_metrics.Aggregate("1m", start + 120, "event", "page_view", 1),
+    ]
+    pipe = client.pipeline()
+    live_metrics.apply(pipe, live_metrics.commands(aggregates, prefix=LIVE_PREFIX))
+    pipe.execute()
+    heartbeat = {
+        "status": "running",
+        "watermark": "2000-03-01T10:03:00+00:00",
+        "started_at": "2000-03-01T09:00:00+00:00",
+    }
+    live_metrics.write_heartbeat(client, heartbeat, prefix=LIVE_PREFIX)
+    try:
+        yield client
+    finally:
+        client.delete(*client.scan_iter(f"{LIVE_PREFIX}:*"))
+        _drop_days(maintainer, [LIVE_DAY])
+
+
+def _insert_event(settings, event_type: str, ts: datetime, amount, raw: dict, key: str) -> None:
+    execute(
+        settings["DWH_DSN"],
+        'INSERT INTO realtime_events (event_type, "timestamp", amount, raw_data, event_key, source_lsn) '
+        "VALUES (%s, %s, %s, %s, %s, 1)",
+        (event_type, ts, amount, json.dumps(raw), key),
+    )
+
+
+@pytest.mark.timeout(120)
+def test_live_metrics_in_redis_reconcile_with_the_dwh_and_a_difference_is_caught(settings, live_metrics_sample):
+    from instashop import reconciliation
+
+    now, lookback = datetime(2000, 3, 1, 10, 20, tzinfo=UTC), timedelta(minutes=30)
+    with closing(psycopg2.connect(settings["DWH_READONLY_DSN"])) as dwh:
+        report = reconciliation.reconcile_live_metrics(live_metrics_sample, dwh, now, lookback, prefix=LIVE_PREFIX)
+        assert (report["start"], report["end"], report["windows"]) == ("2000-03-01T09:50:00", "2000-03-01T10:03:00", 13)
+
+        # An event the live metrics never counted.
+        _insert_event(
+            settings, "cart_event", datetime(2000, 3, 1, 10, 2, 40), None, {"action": "add"}, "airflow-test:x"
+        )
+        with pytest.raises(reconciliation.LiveMetricsMismatch) as err:
+            reconciliation.reconcile_live_metrics(live_metrics_sample, dwh, now, lookback, prefix=LIVE_PREFIX)
+    assert "cart_adds in the minute from 2000-03-01 10:02 UTC: Redis 0 must equal DWH 1" in str(err.value)
+
+
+# --- stream_supervisor ----------------------------------------------------------------------------
+
+
+def _actions_since(settings, component: str, since: datetime) -> list[tuple[str, str]]:
+    return fetch(
+        settings["DWH_READONLY_DSN"],
+        f"SELECT status, action FROM pipeline_health_checks WHERE component = '{component}' "
+        f"AND checked_at >= '{since.isoformat()}' ORDER BY checked_at",
+    )
+
+
+@pytest.mark.timeout(500)
+def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline):
+    options = generator.GeneratorConfig(rate=400, sessions=300, seed=41, customers=300, products=80)
+    writer = threading.Thread(target=generator.run, args=(settings["OLTP_DSN"], options), kwargs={"console": None})
+    writer.start()
+    time.sleep(3)
+    killed_at = datetime.now(UTC)
+    old_pid = cdc_pipeline.pid()
+    jobs.consumer_job(settings).kill()  # SIGKILL: no batch finished, no offsets committed
+    assert cdc_pipeline.pid() is None
+
+    run = run_dag(settings, "stream_supervisor")
+    writer.join(timeout=300)
+    # (The run's state also reflects the Spark app, which is not what this test is about.)
+    assert run.tasks["supervise_consumer"] == "success", run.output[-5000:]
+    new_pid = cdc_pipeline.pid()
+    assert new_pid is not None and new_pid != old_pid
+    # Our run or the scheduled one (both stream_supervisor) started it; either way it is on record.
+    assert ("down", "started") in _actions_since(settings, "consumer", killed_at)
+    assert run.xcom["supervise_connector"]["status"] == "healthy"
+
+    wait_until_caught_up(settings, timeout=240)
+    for name, (dwh, truth) in spec_answers_equal_truth(settings).items():
+        assert dwh == truth, f"spec query '{name}' differs from the OLTP truth after the restart"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipeline, tmp_path):
+    """A private instance of the Spark app (own name, checkpoint and key prefix) through the
+    supervisor's check: started when down, SIGKILLed, started again, and beating from its checkpoint.
+    The DAG's supervise_spark task runs the same check on the production instance."""
+    import redis
+
+    client = redis.Redis.from_url(settings["REDIS_URL"])
+    prefix, checkpoint = "live:airflow-test-spark", str(tmp_path / "checkpoint")
+    job = jobs.spark_job(
+        settings, "--checkpoint", checkpoint, "--key-prefix", prefix, "--no-ui", name="spark-airflow-test"
+    )
+    spec = supervisor.Supervised(job, lambda: supervisor.redis_heartbeat(client, prefix), policy=supervisor.Policy())
+    try:
+        first = supervisor.check_job(spec)
+        assert (first.status, first.action) == (supervisor.DOWN, supervisor.STARTED), first.details
+        batch = _wait_for_batches(client, prefix, job.pid())
+        job.kill()  # driver and JVM at once, as a crash would
+        assert job.pid() is None
+
+        second = supervisor.check_job(spec)
+        assert (second.status, second.action) == (supervisor.DOWN, supervisor.STARTED), second.details
+        assert second.details["new_pid"] != first.details["new_pid"]
+        assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
+    finally:
+        job.stop()
+        job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
+def _wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, timeout: float = 300) -> int:
+    """The batch id the app reports once it runs (as pid) past batch `after`."""
+    from instashop import live_metrics
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        beat = live_metrics.read_heartbeat(client, prefix) or {}
+        if beat.get("pid") == str(pid) and beat.get("status") == "running" and int(beat.get("batch_id") or -1) > after:
+            return int(beat["batch_id"])
+        time.sleep(2)
+    raise AssertionError(f"the Spark app (pid {pid}) ran no batch past {after} within {timeout:.0f}s: {beat}")

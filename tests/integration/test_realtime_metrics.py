@@ -1,0 +1,325 @@
+"""The live-metrics Spark app end to end: OLTP -> Debezium -> Kafka (-> consumer's enriched items) -> Spark
+(local mode) -> Redis, exact per window, through a SIGKILL of the driver and past malformed records.
+
+The app runs as its own job instance (key prefix live:it:<id>, its own checkpoint, no UI), so it
+disturbs nobody's live:* keys. It reads from the latest offsets, so of everyone's traffic it only sees
+what is written after it starts: the orders other people's generators write from then on are at most
+30 s old, and the windows these tests assert on lie before that (and inside the app's watermark).
+"""
+
+import json
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg2
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from instashop import live_metrics, topics
+from instashop.jobs import spark_job
+from instashop.stack.process import tail, wait_until
+
+pytestmark = pytest.mark.integration
+
+TRANSACTIONS_TOPIC = "instashop.public.transactions"
+PAGE_VIEWS_TOPIC = "instashop.public.page_views"
+START_TIMEOUT = 240  # a cold Spark driver on a busy 2-core box
+SETTLE_TIMEOUT = 180
+
+
+class LiveApp:
+    """One instance of spark_apps/realtime_metrics.py and the Redis keys it writes."""
+
+    def __init__(self, settings, checkpoint) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.prefix = f"{live_metrics.PREFIX}:it:{run}"
+        args = ["--key-prefix", self.prefix, "--checkpoint", str(checkpoint), "--no-ui", "--watermark", "15 minutes"]
+        self.job = spark_job(settings, *args, name=f"spark-it-{run}")
+        self.redis = redis.Redis.from_url(settings["REDIS_URL"])
+        self.checkpoint = checkpoint
+
+    def start(self) -> None:
+        """Start and wait for the first batch: from then on every new record is read."""
+        started = time.time()
+        self.job.start()
+        ready = wait_until(lambda: self._batch_after(started) or self.job.pid() is None, START_TIMEOUT, 1)
+        assert ready and self.job.pid(), f"the app did not start:\n{tail(self.job.process.log_file)}"
+
+    def _batch_after(self, moment: float) -> bool:
+        beat = self.heartbeat()
+        return bool(beat and beat.get("batch_id") and beat.get("pid") == str(self.job.pid()) and _after(beat, moment))
+
+    def heartbeat(self) -> dict | None:
+        return live_metrics.read_heartbeat(self.redis, self.prefix)
+
+    def window(self, width: str, start: int) -> dict:
+        return live_metrics.read_window(self.redis, width, start, self.prefix) or {"transactions": 0, "categories": {}}
+
+    def cleanup(self) -> None:
+        self.job.stop()
+        for key in self.redis.scan_iter(f"{self.prefix}:*", count=1000):
+            self.redis.delete(key)
+        shutil.rmtree(self.checkpoint, ignore_errors=True)
+        self.job.process.log_file.unlink(missing_ok=True)
+
+
+def _after(beat: dict, moment: float) -> bool:
+    return datetime.fromisoformat(beat["updated_at"]).timestamp() >= moment
+
+
+@pytest.fixture(scope="module")
+def live_app(settings, cdc_pipeline, tmp_path_factory):
+    """The app running (the consumer too, for the enriched items); left stopped and its keys deleted."""
+    app = LiveApp(settings, tmp_path_factory.mktemp("spark") / "checkpoint")
+    app.start()
+    app.ready_at = time.time()
+    yield app
+    app.cleanup()
+
+
+@pytest.fixture(scope="module")
+def shop(settings):
+    """An OLTP connection; the transactions the tests create are deleted afterwards."""
+    shop = Shop(settings["OLTP_DSN"])
+    yield shop
+    shop.delete_created()
+
+
+def quiet_minute(app: LiveApp, age: int) -> int:
+    """A minute only these tests write orders into: `age` minutes before the last minute that ended
+    at least 30 s before the app started (later orders of others' generators are at most 30 s old)."""
+    return live_metrics.window_start(app.ready_at - 30, "1m") - 60 * (age + 1)
+
+
+# --- the shop side --------------------------------------------------------------------------------
+
+
+class Shop:
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg2.connect(dsn, application_name="test-realtime-metrics")
+        self.created: list[int] = []
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("SELECT min(customer_id), max(customer_id) FROM customers")
+            self.customers = cur.fetchone()
+            cur.execute("SELECT product_id, category FROM products ORDER BY product_id LIMIT 3")
+            self.products = cur.fetchall()
+
+    def order(self, at: float, amount: Decimal, items: list[tuple[int, int, Decimal]] = ()) -> int:
+        """One order (and its items: product, quantity, unit price) committed with created_at = at."""
+        when = datetime.fromtimestamp(at, UTC)
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO transactions (customer_id, total_amount, payment_method, status, created_at, updated_at)"
+                " VALUES (%s, %s, 'credit_card', 'pending', %s, %s) RETURNING transaction_id",
+                (random.randint(*self.customers), amount, when, when),
+            )
+            transaction_id = cur.fetchone()[0]
+            for product_id, quantity, price in items:
+                cur.execute(
+                    "INSERT INTO transaction_items (transaction_id, product_id, quantity, unit_price, amount,"
+                    " created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (transaction_id, product_id, quantity, price, price * quantity, when),
+                )
+        self.created.append(transaction_id)
+        return transaction_id
+
+    def execute(self, statement: str, params=()) -> None:
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(statement, params)
+
+    def delete_created(self) -> None:
+        self.execute("DELETE FROM transactions WHERE transaction_id = ANY(%s)", (self.created,))
+        self.conn.close()
+
+
+class Expected:
+    """Exact per-window truth of the orders a test placed."""
+
+    def __init__(self) -> None:
+        self.windows: dict[tuple[str, int], dict] = defaultdict(
+            lambda: {"transactions": 0, "revenue": Decimal("0.00"), "categories": defaultdict(lambda: [Decimal(0), 0])}
+        )
+
+    def add(self, at: float, amount: Decimal, items=(), categories: dict[int, str] | None = None) -> None:
+        for width in live_metrics.WIDTHS:
+            window = self.windows[(width, live_metrics.window_start(at, width))]
+            window["transactions"] += 1
+            window["revenue"] += amount
+            for product_id, quantity, price in items:
+                category = window["categories"][categories[product_id]]
+                category[0] += price * quantity
+                category[1] += quantity
+
+    def differences(self, app: LiveApp) -> list[str]:
+        wrong = []
+        for (width, start), want in sorted(self.windows.items()):
+            got = app.window(width, start)
+            have, want_totals = (got["transactions"], got.get("revenue")), (want["transactions"], want["revenue"])
+            if have != want_totals:
+                wrong.append(f"{width}@{start}: {have} != {want_totals}")
+            categories = {c: (v["revenue"], v["units"]) for c, v in got["categories"].items()}
+            if categories != {c: (r, u) for c, (r, u) in want["categories"].items()}:
+                wrong.append(f"{width}@{start} categories: {categories} != {dict(want['categories'])}")
+        return wrong
+
+    def wait_until_equal(self, app: LiveApp, timeout: float = SETTLE_TIMEOUT) -> None:
+        if not wait_until(lambda: not self.differences(app), timeout, 1):
+            raise AssertionError(
+                f"Redis != exact sums after {timeout:.0f}s: {self.differences(app)}; {app.heartbeat()}"
+            )
+
+
+def _random_orders(shop: Shop, minute: int, count: int, seed: int) -> list[tuple[float, Decimal, list]]:
+    rng = random.Random(seed)
+    orders = []
+    for _ in range(count):
+        at = minute + rng.randint(0, 59_999) / 1000
+        items = [(p, rng.randint(1, 3), Decimal(rng.randint(1, 99_999)) / 100) for p, _ in rng.sample(shop.products, 2)]
+        amount = sum((price * quantity for _, quantity, price in items), Decimal("0.00"))
+        orders.append((at, amount, items))
+    return orders
+
+
+# --- Kafka side -------------------------------------------------------------------------------------
+
+
+def _messages_of(settings, topic: str, since: float, match: bytes) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the messages of `topic` since `since` whose value contains `match`."""
+    consumer = Consumer(
+        {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "group.id": "test-live", "enable.auto.commit": False}
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    starts = consumer.offsets_for_times([TopicPartition(topic, p, int(since * 1000)) for p in partitions], timeout=10)
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    consumer.assign([tp for tp in starts if tp.offset >= 0])
+    found, done = [], {tp.partition for tp in starts if tp.offset < 0 or tp.offset >= ends[tp.partition]}
+    deadline = time.monotonic() + 30
+    while len(done) < len(partitions) and time.monotonic() < deadline:
+        for message in consumer.consume(500, 1.0):
+            if message.error():
+                continue
+            if message.value() and match in message.value():
+                found.append((message.key(), message.value()))
+            if message.offset() + 1 >= ends[message.partition()]:
+                done.add(message.partition())
+    consumer.close()
+    return found
+
+
+def _produce(settings, records: list[tuple[str, bytes | None, bytes, int | None]]) -> None:
+    """(topic, key, value, Kafka timestamp ms or None) onto the real topics."""
+    producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    for topic, key, value, timestamp in records:
+        producer.produce(topic, key=key, value=value, **({"timestamp": timestamp} if timestamp else {}))
+    assert producer.flush(10) == 0
+
+
+# --- tests --------------------------------------------------------------------------------------------
+
+
+def test_window_revenue_and_count_equal_the_exact_sums(settings, live_app, shop):
+    minute = quiet_minute(live_app, age=0)
+    categories = dict(shop.products)
+    expected = Expected()
+    orders = [*_random_orders(shop, minute, 40, seed=1), (minute + 59.999, Decimal("99999999.99"), [])]
+    for at, amount, items in orders:
+        shop.order(at, amount, items)
+        expected.add(at, amount, items, categories)
+    # an order's later changes don't make it a second order, nor do they take it back
+    first, last = shop.created[-len(orders)], shop.created[-1]
+    shop.execute("UPDATE transactions SET status = 'paid' WHERE transaction_id = %s", (first,))
+    shop.execute("DELETE FROM transactions WHERE transaction_id = %s", (last,))
+    expected.wait_until_equal(live_app)
+
+    window = live_app.window("1m", minute)
+    assert window["avg_ticket"] == live_metrics.average_ticket(window["revenue"], window["transactions"])
+    assert window["buyers"] > 0  # approximate (HyperLogLog++)
+    ranking = live_metrics.top_products(live_app.redis, minute + 60, prefix=live_app.prefix)
+    assert {p["product_id"] for p in ranking} >= {p for p, _ in shop.products}
+    assert all(isinstance(p["revenue"], Decimal) for p in ranking)
+
+
+def test_redelivered_changes_and_items_are_not_counted_twice(settings, live_app, shop):
+    minute = quiet_minute(live_app, age=1)
+    categories = dict(shop.products)
+    expected = Expected()
+    since = time.time() - 1
+    for at, amount, items in _random_orders(shop, minute, 10, seed=2):
+        shop.order(at, amount, items)
+        expected.add(at, amount, items, categories)
+    expected.wait_until_equal(live_app)
+    # Debezium after a Connect crash, the consumer after its own: the same records once more
+    mine = b'"transaction_id":%d,' % shop.created[-1]
+    again = [
+        (topic, key, value, None)
+        for topic in (TRANSACTIONS_TOPIC, topics.ENRICHED_TRANSACTION_ITEMS)
+        for key, value in _messages_of(settings, topic, since, mine)
+    ]
+    assert len(again) == 3, "the order and its two items should be on their topics"
+    _produce(settings, again)
+    barrier = minute + 30.5
+    shop.order(barrier, Decimal("1.00"))  # read after the copies: once it shows, they were processed
+    expected.add(barrier, Decimal("1.00"))
+    expected.wait_until_equal(live_app)
+
+
+def test_malformed_records_are_counted_and_skipped(settings, live_app, shop):
+    kafka_minute = quiet_minute(live_app, age=3)
+    key = json.dumps({"transaction_id": 0, "test": "live-malformed"}).encode()
+    bad_row = {"transaction_id": 1, "customer_id": 1, "total_amount": "12.345", "created_at": "2026-01-01T00:00:00Z"}
+    poison = [
+        (TRANSACTIONS_TOPIC, key, b'{"op": "c", "after": {', kafka_minute * 1000 + 1_000),
+        (TRANSACTIONS_TOPIC, key, json.dumps({"op": "c", "after": bad_row}).encode(), kafka_minute * 1000 + 2_000),
+        (
+            PAGE_VIEWS_TOPIC,
+            key,
+            json.dumps({"op": "c", "after": {"page_view_id": 1}}).encode(),
+            kafka_minute * 1000 + 15_000,
+        ),
+        (topics.ENRICHED_TRANSACTION_ITEMS, key, b"[]", kafka_minute * 1000 + 15_000),
+    ]
+    _produce(settings, poison)
+    minute = quiet_minute(live_app, age=2)
+    expected = Expected()
+    shop.order(minute + 1, Decimal("12.34"))  # after the poison: the query goes on
+    expected.add(minute + 1, Decimal("12.34"))
+    expected.wait_until_equal(live_app)
+
+    by_topic = live_app.window("1m", kafka_minute)["malformed_by_topic"]
+    assert by_topic == {TRANSACTIONS_TOPIC: 2, PAGE_VIEWS_TOPIC: 1, topics.ENRICHED_TRANSACTION_ITEMS: 1}
+    assert live_app.window("10s", kafka_minute)["malformed_by_topic"] == {TRANSACTIONS_TOPIC: 2}
+    assert live_app.heartbeat()["status"] == "running"
+
+
+def test_driver_killed_mid_stream_loses_and_duplicates_nothing(settings, live_app, shop):
+    minute = quiet_minute(live_app, age=4)
+    categories = dict(shop.products)
+    expected = Expected()
+    orders = _random_orders(shop, minute, 150, seed=4)
+
+    def place() -> None:
+        for at, amount, items in orders:
+            shop.order(at, amount, items)
+            expected.add(at, amount, items, categories)
+            time.sleep(0.1)
+
+    query_id = live_app.heartbeat()["query_id"]
+    writer = threading.Thread(target=place)
+    writer.start()
+    wait_until(lambda: live_app.window("1m", minute)["transactions"] > 0, 60, 0.2)  # mid-stream
+    live_app.job.kill()  # SIGKILL to the driver's process group: Python driver and JVM at once
+    assert live_app.job.pid() is None
+    live_app.start()  # same checkpoint: resumes after the last committed batch, replays the one in flight
+    writer.join()
+    expected.wait_until_equal(live_app)
+    time.sleep(5)  # and nothing arrives twice later
+    assert expected.differences(live_app) == []
+    beat = live_app.heartbeat()
+    assert beat["query_id"] == query_id and beat["status"] == "running"
