@@ -34,7 +34,7 @@ clean: ## Stop and delete all data and logs (asks first unless FORCE=1)
 	@if [ -x $(INSTASHOP) ] && [ -f .env ]; then $(INSTASHOP) jobs stop; fi
 	@$(INSTASHOP) stack clean
 
-demo: up ## Everything up: connector, consumer, generator; then print URLs and logins
+demo: up ## Everything up: connector, consumer, Spark app, generator; then print URLs and logins
 	@$(INSTASHOP) connector register
 	@$(INSTASHOP) jobs start
 	@$(INSTASHOP) stack urls

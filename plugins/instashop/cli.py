@@ -178,7 +178,7 @@ def consume(batch_size: int, batch_timeout: float, group_id: str) -> None:
 
 @main.group("jobs")
 def jobs_group() -> None:
-    """The pipeline's long-running jobs (consumer, demo generator) as detached processes."""
+    """The pipeline's long-running jobs (consumer, Spark app, demo generator) as detached processes."""
 
 
 def _selected_jobs(names: tuple[str, ...]):

@@ -59,7 +59,7 @@ def spark_job(settings: Settings, *extra_args: str, name: str = "spark") -> Job:
 
 def demo_jobs(settings: Settings) -> list[Job]:
     """What `make demo` runs on top of the stack, in start order (stopped in reverse)."""
-    return [consumer_job(settings), generator_job(settings)]
+    return [consumer_job(settings), spark_job(settings), generator_job(settings)]
 
 
 def _job(settings: Settings, name: str, argv: list[str]) -> Job:
