@@ -39,9 +39,9 @@ demo: up ## Everything up: connector, consumer, Spark app, generator; then print
 	@$(INSTASHOP) jobs start
 	@$(INSTASHOP) stack urls
 
-test: up ## The whole test suite against the real services
+test: up ## The whole test suite against the real services: unit, then integration, then browser
 	@$(RUFF) check .
-	@$(PYTEST) tests
+	@$(PYTEST) tests/unit tests/integration tests/e2e
 
 bench: demo ## Benchmarks: print tables, save JSON under var/bench/
 	@.venv/bin/python benchmarks/consumer_throughput.py

@@ -111,10 +111,11 @@ def test_live_dashboard_follows_new_events(page, settings, artifacts, live_app):
     before = page.evaluate(BIG_NUMBER, "Transactions, last 5 min")
     traffic = threading.Thread(target=_shop_traffic, args=(settings,), daemon=True)
     traffic.start()
-    changed = _wait_for_change(page, before, timeout=120)
+    # Generous: on a loaded 2-core machine a first Spark batch plus a 5 s dashboard refresh can lag.
+    changed = _wait_for_change(page, before, timeout=240)
     traffic.join(timeout=60)
     page.screenshot(path=str(artifacts / "live-after-new-events.png"), full_page=True)
-    assert changed is not None, f"'Transactions, last 5 min' stayed {before!r} for 120 s of new events"
+    assert changed is not None, f"'Transactions, last 5 min' stayed {before!r} for 240 s of new events"
     assert page.evaluate(CHART_ERRORS) == []
 
 
