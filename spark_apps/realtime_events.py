@@ -102,9 +102,13 @@ def events(kafka: DataFrame, items_topic: str) -> DataFrame:
     typed = parsed.select("*", *_fields()).select("*", _kind().alias("candidate"))
     candidate = F.col("candidate")
     valid = typed.select("*", F.when(~_complete(candidate), "malformed").otherwise(candidate).alias("kind"))
-    derived = [_cart_session(width, seconds) for width, seconds in live_metrics.WIDTHS.items()]
-    rows = valid.where(F.col("kind").isNotNull()).select(F.explode(F.array(_event(), *derived)).alias("e"))
-    return rows.where(F.col("e").isNotNull()).select("e.*")
+    flat = valid.where(F.col("kind").isNotNull()).select(*_event())
+    # A cart add also stands for its session's cart in the window of each width (counted once there).
+    same = F.struct(F.col("kind"), F.col("dkey"), F.lit(None).cast("string").alias("only_width"))
+    carts = [_cart_session(width, seconds) for width, seconds in live_metrics.WIDTHS.items()]
+    copies = F.when(F.col("kind") == "cart_add", F.array(same, *carts)).otherwise(F.array(same))
+    others = [c for c in EVENT_COLUMNS if c not in ("kind", "dkey", "only_width")]
+    return flat.select(*others, F.explode(copies).alias("x")).select("x.kind", "x.dkey", *others, "x.only_width")
 
 
 def _fields() -> list[Column]:
@@ -168,10 +172,10 @@ def _complete(kind: Column) -> Column:
     )
 
 
-def _event() -> Column:
+def _event() -> list[Column]:
     malformed = F.col("kind") == "malformed"
     v, after = F.col("v"), F.col("v.after")
-    return F.struct(
+    return [
         F.col("kind"),
         F.when(malformed, F.concat_ws(":", F.lit("malformed"), "topic", "partition", "offset"))
         .otherwise(F.col("row_key"))
@@ -185,18 +189,11 @@ def _event() -> Column:
         v.product_name.alias("product_name"),
         F.coalesce(v.category, F.lit("unknown")).alias("category"),
         F.col("topic"),
-        F.lit(None).cast("string").alias("only_width"),  # derived rows count in one width only
-    )
+    ]
 
 
 def _cart_session(width: str, seconds: int) -> Column:
-    """For a cart add: the session's cart in one window of `width`, so each window counts it once."""
-    session = F.col("v.after.session_id")
-    window = F.unix_seconds("row_time") - F.pmod(F.unix_seconds("row_time"), F.lit(seconds))
-    return F.when(
-        F.col("kind") == "cart_add",
-        _event()
-        .withField("kind", F.lit("cart_session"))
-        .withField("dkey", F.concat_ws(":", F.lit("cart_session"), F.lit(width), session, window.cast("string")))
-        .withField("only_width", F.lit(width)),
-    )
+    """(kind, dkey, only_width) of a cart add's session cart in its window of `width`."""
+    start = F.unix_seconds("event_time") - F.pmod(F.unix_seconds("event_time"), F.lit(seconds))
+    key = F.concat_ws(":", F.lit("cart_session"), F.lit(width), F.col("session_id"), start.cast("string"))
+    return F.struct(F.lit("cart_session").alias("kind"), key.alias("dkey"), F.lit(width).alias("only_width"))

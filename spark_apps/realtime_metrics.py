@@ -57,6 +57,8 @@ KAFKA_JARS = ("spark-sql-kafka-0-10_", "spark-token-provider-kafka-0-10_", "kafk
 # shape cannot be resumed, so the default checkpoint directory moves on with it.
 STATE_VERSION = 2
 HEARTBEAT_SECONDS = 1.0
+# A batch this long is stuck, not slow (catch-up batches are bounded by --max-offsets-per-trigger).
+STALL_SECONDS = 180.0
 TOP_PRODUCTS_SECONDS = 2.0
 
 
@@ -78,6 +80,7 @@ class Options:
     shuffle_partitions: int
     max_offsets_per_trigger: int
     ui: bool
+    conf: tuple[str, ...] = ()  # extra Spark settings, key=value
 
     @property
     def topics(self) -> list[str]:
@@ -104,6 +107,7 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
     p.add_argument("--shuffle-partitions", type=int, default=2)
     p.add_argument("--max-offsets-per-trigger", type=int, default=20000, help="micro-batch catch-up bound")
     p.add_argument("--no-ui", dest="ui", action="store_false", help="no Spark UI (default: 127.0.0.1:SPARK_UI_PORT)")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
     p.add_argument("--job-marker", help=argparse.SUPPRESS)  # tags the command line (instashop.jobs)
     a = p.parse_args(argv)
     interval = a.interval or ("30 seconds" if a.trigger == REAL_TIME else "0 seconds")
@@ -120,6 +124,7 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
         a.shuffle_partitions,
         a.max_offsets_per_trigger,
         a.ui,
+        tuple(a.conf),
     )
 
 
@@ -228,6 +233,7 @@ def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
             "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
         ),
         "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        **dict(item.split("=", 1) for item in options.conf),
     }
 
 
@@ -273,6 +279,7 @@ class Heartbeat:
         self.fields: dict[str, object] = {"mode": options.trigger, "pid": os.getpid()}
         self.last_event_time: datetime | None = None
         self.late_rows = 0  # dropped for arriving after the watermark, since this process started
+        self.stream_alive = time.monotonic()  # last sign of life of the stream thread
 
     def write(self, **fields: object) -> None:
         self.fields.update(fields)
@@ -286,7 +293,11 @@ class Heartbeat:
         if last_event_time and (self.last_event_time is None or last_event_time > self.last_event_time):
             self.last_event_time = last_event_time
 
+    def alive(self) -> None:
+        self.stream_alive = time.monotonic()
+
     def progress(self, progress: dict) -> None:
+        self.alive()
         event_time = progress.get("eventTime") or {}
         late = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators") or [])
         self.late_rows += late
@@ -310,6 +321,7 @@ def progress_listener(heartbeat: Heartbeat):
         """Every batch's progress: one log line and the heartbeat (runs on py4j's callback thread)."""
 
         def onQueryStarted(self, event) -> None:
+            heartbeat.alive()
             heartbeat.write(status="running", query_id=str(event.id), run_id=str(event.runId))
 
         def onQueryProgress(self, event) -> None:
@@ -318,7 +330,7 @@ def progress_listener(heartbeat: Heartbeat):
             heartbeat.progress(progress)
 
         def onQueryIdle(self, event) -> None:
-            pass
+            heartbeat.alive()  # no new data: Spark says so every 10 s
 
         def onQueryTerminated(self, event) -> None:
             pass
@@ -337,11 +349,21 @@ def _summary(progress: dict) -> str:
     return f"{progress.get('numInputRows')} rows, ms: {durations}, state: {state}"
 
 
-def supervise(query, heartbeat: Heartbeat, stop: threading.Event) -> None:
-    """Until SIGTERM or the query ends: liveness in the heartbeat, the top-products ranking refreshed."""
-    next_top = 0.0
+def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: float) -> None:
+    """Until SIGTERM or the query ends: liveness in the heartbeat, the top-products ranking refreshed.
+
+    The heartbeat is refreshed only while the stream thread shows signs of life (a batch's progress,
+    or Spark's idle event): a batch stuck for `stall_after` seconds lets it go stale, which is what
+    the supervisor restarts a job for.
+    """
+    next_top, stalled = 0.0, False
     while not stop.is_set() and query.isActive:
-        heartbeat.write()
+        silent = time.monotonic() - heartbeat.stream_alive
+        if silent < stall_after:
+            heartbeat.write()
+        elif not stalled:
+            log.warning("no progress for %.0f s: heartbeat left to go stale", silent)
+        stalled = silent >= stall_after
         if time.monotonic() >= next_top:
             try:
                 live_metrics.refresh_top_products(heartbeat.client, prefix=heartbeat.prefix)
@@ -381,8 +403,21 @@ def run(argv: list[str]) -> int:
     spark.streams.addListener(progress_listener(heartbeat))
     query = start_query(spark, options, settings, heartbeat)
     log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
-    supervise(query, heartbeat, stop)
+    supervise(query, heartbeat, stop, stall_after=_stall_after(options))
     return _finish(spark, query, heartbeat, stop)
+
+
+def _stall_after(options: Options) -> float:
+    """Seconds without progress that mean a stuck query (a real-time batch reports only at its end)."""
+    return STALL_SECONDS + _seconds(options.interval)
+
+
+def _seconds(interval: str) -> float:
+    """'30 seconds', '1 minute', '500 milliseconds' -> seconds."""
+    number, _, unit = interval.strip().partition(" ")
+    unit = unit.strip().lower()
+    scale = 0.001 if unit.startswith("milli") or unit == "ms" else 60 if unit.startswith("min") else 1
+    return float(number) * (3600 if unit.startswith("hour") else scale)
 
 
 def _on_signals(stop: threading.Event) -> None:

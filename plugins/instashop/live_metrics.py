@@ -8,19 +8,21 @@ Functions take any redis-py client (bytes or `decode_responses=True`), and retur
 
 Keys (`<start>` = window start in epoch seconds UTC, a multiple of the width; `<width>` = 10s | 1m):
 
-| key                                   | type | content                                         | TTL   |
-| ------------------------------------- | ---- | ----------------------------------------------- | ----- |
-| live:totals:<width>:<start>           | HASH | counters of the window, see TOTAL_FIELDS        | width |
-| live:category_revenue:<width>:<start> | HASH | category -> revenue (decimal string)            | width |
-| live:category_units:<width>:<start>   | HASH | category -> units sold (integer)                | width |
-| live:product_revenue:<width>:<start>  | ZSET | product id -> revenue in cents (integer score)  | width |
-| live:product_units:<width>:<start>    | HASH | product id -> units sold (integer)              | width |
-| live:index:<width>                    | ZSET | window start -> window start (windows present)  | width |
-| live:products                         | HASH | product id -> JSON {"name", "category"}         | 48 h  |
-| live:top_products:5m                  | STR  | JSON, see `top_products` (refreshed each ~1 s)  | 5 min |
-| live:heartbeat                        | HASH | the Spark app's progress, see HEARTBEAT_FIELDS  | 10 min|
+| key                                   | type | content                                         | TTL    |
+| ------------------------------------- | ---- | ----------------------------------------------- | ------ |
+| live:totals:<width>:<start>           | HASH | counters of the window, see TOTAL_FIELDS        | W      |
+| live:category_revenue:<width>:<start> | HASH | category -> revenue (decimal string)            | W      |
+| live:category_units:<width>:<start>   | HASH | category -> units sold (integer)                | W      |
+| live:product_revenue:<width>:<start>  | ZSET | product id -> revenue in cents (integer score)  | W      |
+| live:product_units:<width>:<start>    | HASH | product id -> units sold (integer)              | W      |
+| live:index:<width>                    | ZSET | window start -> window start (windows present)  | W      |
+| live:products                         | HASH | product id -> JSON {"name", "category"}         | 48 h   |
+| live:top_products:5m                  | STR  | JSON, see `refresh_top_products` (every ~2 s)   | 5 min  |
+| live:heartbeat                        | HASH | the Spark app's progress, see HEARTBEAT_FIELDS  | 10 min |
 
-Width TTLs: 10s windows live 6 h, 1m windows 48 h (from their last update).
+W: 6 h for 10s windows, 48 h for 1m windows, counted from the window's last update. The heartbeat's
+`updated_at` moves every second while the app runs; it stops when the app is down or its query has
+shown no progress for 3 minutes (stuck), which is what a supervisor restarts it for.
 
 Encodings: integers as decimal strings; money as exact decimal strings with two places ("1234.50",
 never a float); product revenue scores are integer cents (exact in a double below 2**53), so a

@@ -5,9 +5,11 @@ The app runs as its own job instance (key prefix live:it:<id>, its own checkpoin
 disturbs nobody's live:* keys. It reads from the latest offsets, so of everyone's traffic it only sees
 what is written after it starts: the orders other people's generators write from then on are at most
 30 s old, and the windows these tests assert on lie before that (and inside the app's watermark).
+INSTASHOP_LIVE_TRIGGER=real-time runs the same tests against Real-time Mode.
 """
 
 import json
+import os
 import random
 import shutil
 import threading
@@ -41,6 +43,7 @@ class LiveApp:
         run = uuid.uuid4().hex[:8]
         self.prefix = f"{live_metrics.PREFIX}:it:{run}"
         args = ["--key-prefix", self.prefix, "--checkpoint", str(checkpoint), "--no-ui", "--watermark", "15 minutes"]
+        args += ["--trigger", os.environ.get("INSTASHOP_LIVE_TRIGGER", "micro-batch")]
         self.job = spark_job(settings, *args, name=f"spark-it-{run}")
         self.redis = redis.Redis.from_url(settings["REDIS_URL"])
         self.checkpoint = checkpoint
