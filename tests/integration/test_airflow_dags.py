@@ -275,7 +275,10 @@ def test_backfill_with_end_before_start_fails_before_writing(settings, known_ses
     run = run_dag(settings, "session_outcomes_backfill", conf)
     assert run.state == "failed"
     assert run.tasks == {"plan_range": "failed", "recompute_outcomes": "upstream_failed"}
-    assert "end_date 2000-02-01 is before start_date 2000-02-02" in run.output
+    reason = "end_date 2000-02-01 is before start_date 2000-02-02"
+    assert reason in run.output, "\n".join(
+        line for line in run.output.splitlines() if "plan_range" in line or "Error" in line
+    )
     assert _none_computed(settings)
 
 
@@ -303,6 +306,12 @@ class AirflowApi:
                 return state
             time.sleep(2)
         raise AssertionError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task's log as the UI shows it."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self.call("GET", path, params={"full_content": "true"}).json()["content"]
+        return "\n".join(line if isinstance(line, str) else json.dumps(line) for line in content)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         items = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
@@ -332,6 +341,7 @@ def test_backfill_triggered_through_the_rest_api(settings, known_sessions, airfl
     run_id = backwards.json()["dag_run_id"]
     assert airflow_api.wait_for(dag_id, run_id) == "failed"
     assert airflow_api.task_states(dag_id, run_id) == {"plan_range": "failed", "recompute_outcomes": "upstream_failed"}
+    assert "end_date 2000-02-01 is before start_date 2000-02-02" in airflow_api.task_log(dag_id, run_id, "plan_range")
     assert _none_computed(settings)
 
     good = airflow_api.trigger(dag_id, {"start_date": day, "end_date": day, "dry_run": False})
@@ -506,6 +516,13 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         settings, "--checkpoint", checkpoint, "--key-prefix", prefix, "--no-ui", name="spark-airflow-test"
     )
     spec = supervisor.Supervised(job, lambda: supervisor.redis_heartbeat(client, prefix), policy=supervisor.Policy())
+    # A micro-batch runs only when new records arrive: a trickle of shop activity keeps batches coming.
+    stop_load = threading.Event()
+    load = generator.GeneratorConfig(rate=20, seed=53, customers=100, products=30)
+    writer = threading.Thread(
+        target=generator.run, args=(settings["OLTP_DSN"], load), kwargs={"console": None, "stop": stop_load}
+    )
+    writer.start()
     try:
         first = supervisor.check_job(spec)
         assert (first.status, first.action) == (supervisor.DOWN, supervisor.STARTED), first.details
@@ -518,6 +535,8 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         assert second.details["new_pid"] != first.details["new_pid"]
         assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
     finally:
+        stop_load.set()
+        writer.join()
         job.stop()
         job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
         for key in client.scan_iter(f"{prefix}:*"):
