@@ -1,7 +1,9 @@
 """OLTP commit -> metric visible in Redis, under ~1,000 events/s, for each trigger of the Spark app.
 
 Not a test: prints a table. For each mode it starts its own instance of spark_apps/realtime_metrics.py
-(own checkpoint, key prefix live:bench:<run>, no UI), so nobody's `live:*` keys are touched, then:
+(own checkpoint, key prefix live:bench:<run>, no UI), so nobody's `live:*` keys are touched; mode
+`running` measures the app `instashop spark start` runs instead (one Spark app on the box, as in
+production; its past live:* windows then count the probes). For each:
 
 1. load: the shop generator writes sessions at --rate row changes/s for --duration seconds;
 2. probes: meanwhile, --probes-per-second single transactions are committed with `created_at` in
@@ -132,10 +134,17 @@ class Prober:
             transaction_id = cur.fetchone()[0]
         committed = time.time()
         with self.lock:
-            self.counts[window] = self.counts.get(window, 0) + 1
+            self.counts[window] = self.counts.get(window, self._baseline(window)) + 1
             probe = Probe(window, self.counts[window], committed, transaction_id)
             self.probes.append(probe)
         return probe
+
+    def _baseline(self, window: int) -> int:
+        """Orders the window already holds (a running app's past windows); nobody else adds to them now."""
+        value = self.client.hget(
+            live_metrics.window_key(live_metrics.TOTALS, "10s", window, self.prefix), "transactions"
+        )
+        return int(value or 0)
 
     def poll(self) -> None:
         """One round: Kafka arrivals, then the windows' counters in one pipelined round trip."""
@@ -190,43 +199,57 @@ def probe_windows(now: float) -> list[int]:
 
 
 def measure(settings: Settings, client: redis.Redis, run_id: str, mode: str, args: argparse.Namespace) -> Run:
-    interval = args.interval or ("30 seconds" if mode == "real-time" else "0 seconds")
-    run = Run(mode, interval)
-    job = start_instance(settings, run_id, mode, "--interval", interval, "--watermark", args.watermark)
-    prober = Prober(settings, client, prefix(run_id))
+    """One trigger mode on an instance of its own, or (mode `running`) the app already running."""
+    if mode == "running":
+        job, key_prefix = spark_job(settings), live_metrics.PREFIX
+        beat = live_metrics.read_heartbeat(client) or {}
+        if not job.pid() or beat.get("status") != "running":
+            raise RuntimeError("no running Spark app to measure: `instashop spark start` first")
+        run = Run(f"running ({beat.get('mode')})", args.interval or "its own")
+    else:
+        interval = args.interval or ("30 seconds" if mode == "real-time" else "0 seconds")
+        run = Run(mode, interval)
+        job = start_instance(settings, run_id, mode, "--interval", interval, "--watermark", args.watermark)
+        key_prefix = prefix(run_id)
+    prober = Prober(settings, client, key_prefix)
     stop_polling = threading.Event()
     poller = threading.Thread(target=_poll_until, args=(prober, stop_polling), daemon=True)
     poller.start()
     try:
-        console.print(f"[bold]{mode}[/]: starting the app (log {job.process.log_file})")
+        console.print(f"[bold]{run.mode}[/]: warming up (log {job.process.log_file})")
         if not _warm_up(prober, job, timeout=240):
             raise RuntimeError(f"{mode}: the app did not count a probe within 240 s; see {job.process.log_file}")
         measured_from = time.time()
         prober.probes.clear()
-        load = generator.GeneratorConfig(rate=args.rate, duration=args.duration, customers=1000, products=200)
-        result: dict[str, generator.Summary] = {}
-        writer = threading.Thread(
-            target=lambda: result.update(load=generator.run(settings["OLTP_DSN"], load, show_progress=False))
-        )
-        console.print(f"  load: {args.rate:.0f} events/s for {args.duration:.0f} s, {args.probes_per_second} probes/s")
-        writer.start()
-        windows = probe_windows(time.time())
-        i = 0
-        while writer.is_alive():
-            prober.commit(windows[i % len(windows)])
-            i += 1
-            time.sleep(1 / args.probes_per_second)
-        writer.join()
+        run.generated = _load_with_probes(settings, prober, args)
         wait_until(lambda: all(p.visible for p in prober.probes), 60, 0.2)
-        run.generated = result.get("load")
         run.probes = list(prober.probes)
         run.batches = batch_lines(job.process.log_file, measured_from)
     finally:
         stop_polling.set()
         poller.join()
         prober.delete_probes()
-        stop_instance(settings, job, client, run_id)
+        if mode != "running":
+            stop_instance(settings, job, client, run_id)
     return run
+
+
+def _load_with_probes(settings: Settings, prober: Prober, args: argparse.Namespace) -> generator.Summary | None:
+    load = generator.GeneratorConfig(rate=args.rate, duration=args.duration, customers=1000, products=200)
+    result: dict[str, generator.Summary] = {}
+    writer = threading.Thread(
+        target=lambda: result.update(load=generator.run(settings["OLTP_DSN"], load, show_progress=False))
+    )
+    console.print(f"  load: {args.rate:.0f} events/s for {args.duration:.0f} s, {args.probes_per_second} probes/s")
+    writer.start()
+    windows = probe_windows(time.time())
+    i = 0
+    while writer.is_alive():
+        prober.commit(windows[i % len(windows)])
+        i += 1
+        time.sleep(1 / args.probes_per_second)
+    writer.join()
+    return result.get("load")
 
 
 def _poll_until(prober: Prober, stop: threading.Event) -> None:
@@ -303,11 +326,11 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         )
     console.print(table)
     console.print(
-        "state store: RocksDB, changelog checkpointing, checkpoint format v2; shuffle partitions 2; "
-        f"watermark {args.watermark}; micro-batch: maxOffsetsPerTrigger 20000, Kafka source coalesced to 2 tasks; "
-        "real-time: local[<partitions + 2 x shuffle + 2>] threads, sink flush every 20 ms. "
-        "'batch' for real-time is its checkpoint interval. capacity: records/s while catching up from the "
-        "earliest offsets (micro-batch, 50,000 per batch)."
+        "state store: RocksDB, changelog checkpointing, checkpoint format v2, FileSystem checkpoint manager on "
+        f"the raw local FS; shuffle partitions 1; watermark {args.watermark}; micro-batch: Kafka source "
+        "coalesced to 1 task, maxOffsetsPerTrigger 20000; real-time: local[<Kafka partitions + 2 x shuffle + 2>] "
+        "threads, sink flush every 20 ms, 'batch' = its checkpoint interval. capacity: Kafka records/s while "
+        "catching up from the earliest offsets (micro-batch, 50,000 per batch)."
     )
 
 
@@ -317,7 +340,11 @@ def _ms(value: float | None) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--modes", default="micro-batch,real-time")
+    p.add_argument(
+        "--modes",
+        default="micro-batch,real-time",
+        help="micro-batch, real-time (each on an instance of its own), running (the app `instashop spark start` runs)",
+    )
     p.add_argument("--rate", type=float, default=1000.0, help="generator row changes per second")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load per mode")
     p.add_argument("--probes-per-second", type=float, default=4.0)
@@ -329,9 +356,10 @@ def main() -> None:
     client = redis.Redis.from_url(settings["REDIS_URL"])
     run_id = datetime.now(UTC).strftime("%H%M%S")
     runs = [measure(settings, client, run_id, mode, args) for mode in args.modes.split(",")]
-    if args.capacity_seconds and runs:
+    if args.capacity_seconds:
         console.print("[bold]capacity[/]: catching up from the earliest offsets (micro-batch)")
-        runs[0].capacity = capacity(settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark)
+        capacity_run = next((r for r in runs if r.mode == "micro-batch"), runs[0])
+        capacity_run.capacity = capacity(settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark)
     report(runs, args)
 
 

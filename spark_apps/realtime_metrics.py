@@ -19,6 +19,12 @@ Transactions count once, when placed (op c/r, by created_at, total_amount as cre
 updates and the purge of failed ones do not change the live figures: a window's orders are the
 orders placed in it. Items (and so category and product figures) come from the consumer's enriched
 topic. Both drop repeats of a key inside the watermark, so upstream redeliveries don't add.
+
+Triggers: micro-batch (default; batches back to back, or every --interval) and Real-time Mode
+(--trigger real-time; --interval is then its checkpoint interval). Both are exact and replay-safe,
+but Real-time Mode allows no foreachBatch: its Redis writer is a Python `foreach`, and PySpark
+feeds that writer through a pickler that doubles its batch of rows until ~1 MiB and waits to fill
+it, so at live rates rows queue for seconds before Python sees them. Micro-batch is faster here.
 """
 
 from __future__ import annotations
@@ -104,7 +110,8 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
     p.add_argument("--topic-prefix", default="instashop", help="Debezium topic.prefix")
     p.add_argument("--items-topic", default=topics.ENRICHED_TRANSACTION_ITEMS)
     p.add_argument("--starting-offsets", choices=("latest", "earliest"), default="latest", help="new checkpoints only")
-    p.add_argument("--shuffle-partitions", type=int, default=2)
+    # One state-store partition per stateful operator: ~20 % less CPU per batch than two on 2 cores.
+    p.add_argument("--shuffle-partitions", type=int, default=1, help="new checkpoints only")
     p.add_argument("--max-offsets-per-trigger", type=int, default=20000, help="micro-batch catch-up bound")
     p.add_argument("--no-ui", dest="ui", action="store_false", help="no Spark UI (default: 127.0.0.1:SPARK_UI_PORT)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
@@ -226,13 +233,13 @@ def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.stateStore.checkpointFormatVersion": "2",
         "spark.sql.streaming.minBatchesToRetain": "20",
-        # Without native Hadoop, the default (FileContext) checkpoint manager forks `chmod` and
-        # `readlink` for every file it writes or renames: ~40 processes per batch. The FileSystem API
-        # on the raw local file system (no .crc sidecars) creates and renames in-process.
+        # Without native Hadoop, the default (FileContext) checkpoint manager forks `readlink` for
+        # every rename (and `chmod` for every file): ~40 processes per batch. The FileSystem API
+        # renames in-process. (fs.file.impl=RawLocalFileSystem would save the chmods too, but
+        # RocksDB's snapshot loading requires the checksummed LocalFileSystem.)
         "spark.sql.streaming.checkpointFileManagerClass": (
             "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
         ),
-        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
         **dict(item.split("=", 1) for item in options.conf),
     }
 

@@ -6,7 +6,8 @@ Two sinks for the two triggers, both writing absolute values (HSET/ZADD, never I
 - `RealTimeSink`, Real-time Mode `foreach` (foreachBatch is not allowed there): runs in the Python
   workers; keeps only the newest row per group and flushes every `flush_ms`, so a burst of
   updates to one window costs one write. After a failure Spark re-runs the batch from its start
-  offsets: values may step back briefly, then reach the same final (exact) values.
+  offsets: values may step back briefly, then reach the same final (exact) values. Its latency is
+  bounded by PySpark's JVM-to-Python row batching (see the app's docstring), not by this flush.
 This module is shipped to the workers (SparkContext.addPyFile), so it imports nothing from spark_apps.
 """
 

@@ -44,6 +44,9 @@ class LiveApp:
         self.prefix = f"{live_metrics.PREFIX}:it:{run}"
         args = ["--key-prefix", self.prefix, "--checkpoint", str(checkpoint), "--no-ui", "--watermark", "15 minutes"]
         args += ["--trigger", os.environ.get("INSTASHOP_LIVE_TRIGGER", "micro-batch")]
+        # State snapshots every other batch, so a restart loads one (not only changelogs) as in production.
+        args += ["--conf", "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"]
+        args += ["--conf", "spark.sql.streaming.stateStore.maintenanceInterval=2s"]
         self.job = spark_job(settings, *args, name=f"spark-it-{run}")
         self.redis = redis.Redis.from_url(settings["REDIS_URL"])
         self.checkpoint = checkpoint
@@ -317,6 +320,7 @@ def test_driver_killed_mid_stream_loses_and_duplicates_nothing(settings, live_ap
     writer = threading.Thread(target=place)
     writer.start()
     wait_until(lambda: live_app.window("1m", minute)["transactions"] > 0, 60, 0.2)  # mid-stream
+    assert wait_until(lambda: any(live_app.checkpoint.glob("state/*/*/*.zip")), 60, 0.5), "no state snapshot yet"
     live_app.job.kill()  # SIGKILL to the driver's process group: Python driver and JVM at once
     assert live_app.job.pid() is None
     live_app.start()  # same checkpoint: resumes after the last committed batch, replays the one in flight
