@@ -30,9 +30,10 @@ from confluent_kafka.admin import AdminClient
 from psycopg2 import sql
 from rich.console import Console
 
-from benchmarks.drain import Drain, wait_drained
+from benchmarks.drain import Drain, backends_cpu_seconds, process_cpu_seconds, wait_drained
 from instashop.config import Settings
 from instashop.connector import ConnectClient
+from instashop.stack.kafka import KafkaConnect
 
 SINK_DB = "dwh_jdbcbench"
 BATCH_SIZE = 20_000
@@ -110,6 +111,9 @@ def run_sink(
     console: Console,
 ) -> Drain:
     """Register the sink and time it until its group has committed `expected` records."""
+    worker = KafkaConnect(settings).process.pid()
+    if worker is None:
+        raise RuntimeError("Kafka Connect is not running: `make up` first")
     connect = ConnectClient(settings)
     connect.register(name, sink_config(topic_regex, tasks))
     return wait_drained(
@@ -120,6 +124,7 @@ def run_sink(
         console,
         f"JDBC sink ({tasks} task{'s' if tasks > 1 else ''})",
         check=_failure_check(connect, name),
+        cpu=lambda: process_cpu_seconds(worker) + backends_cpu_seconds(settings, SINK_DB),
         detail=_live_rows(settings),
     )
 
