@@ -11,16 +11,35 @@ column type. Anything malformed raises `DecodeError` with a reason for the dead-
 from __future__ import annotations
 
 import base64
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 OPS = {"c", "u", "d", "r"}  # create, update, delete, snapshot read
 _EPOCH = datetime(1970, 1, 1)
 _json = msgspec.json.Decoder()
+# Top-level members left undecoded: an embedded schema is parsed once per distinct schema, not per message.
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
+# JsonConverter with schemas.enable=true writes the schema first: {"schema":...,"payload":...}.
+_SCHEMA_FIRST = b'{"schema":'
+
+# Field name -> (converter, the field's Connect schema), for the fields of a logical type only.
+Converters = dict[str, tuple[Callable[[Any, dict[str, Any]], Any], dict[str, Any]]]
+
+
+class Schema(NamedTuple):
+    """An embedded Connect schema, prepared for decoding: converters of its fields and of its structs'."""
+
+    fields: Converters
+    structs: dict[str, Converters]  # e.g. "before"/"after" -> the row's column converters
+
+
+_NO_SCHEMA = Schema({}, {})
 
 
 class DecodeError(ValueError):
@@ -51,16 +70,15 @@ def decode(key: bytes | None, value: bytes | None) -> Change | None:
     """Decode one Kafka message; None for a tombstone (the null value that follows a delete)."""
     if value is None:
         return None
-    envelope, schema = _unwrap(_parse_json(value, "value"))
+    envelope, schema = _parse_message(value, "value")
     op = envelope.get("op")
     if op not in OPS:
         raise DecodeError(f"unsupported operation {op!r} (expected one of c, u, d, r)")
     source = envelope.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("table"), str):
         raise DecodeError("envelope has no source.table")
-    fields = _field_schemas(schema)
-    before = _convert_row(envelope.get("before"), fields.get("before"), "before")
-    after = _convert_row(envelope.get("after"), fields.get("after"), "after")
+    before = _convert_row(envelope.get("before"), schema.structs.get("before", {}), "before")
+    after = _convert_row(envelope.get("after"), schema.structs.get("after", {}), "after")
     if (op == "d" and before is None) or (op != "d" and after is None):
         raise DecodeError(f"op {op!r} without its {'before' if op == 'd' else 'after'} row")
     return Change(
@@ -79,8 +97,8 @@ def decode(key: bytes | None, value: bytes | None) -> Change | None:
 def _decode_key(key: bytes | None) -> dict[str, Any]:
     if key is None:
         raise DecodeError("message has no key (Debezium keys every row change by its primary key)")
-    payload, schema = _unwrap(_parse_json(key, "key"))
-    converted = _convert_row(payload, schema, "key")
+    payload, schema = _parse_message(key, "key")
+    converted = _convert_row(payload, schema.fields, "key")
     if not converted:
         raise DecodeError("key is empty")
     return converted
@@ -96,41 +114,65 @@ def _parse_json(raw: bytes, what: str) -> dict[str, Any]:
     return parsed
 
 
-def _unwrap(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Split `{"schema": …, "payload": …}` (schemas.enable=true) from a bare payload."""
-    if set(message) == {"schema", "payload"}:
-        if not isinstance(message["payload"], dict):
-            raise DecodeError("payload is not an object")
-        return message["payload"], message["schema"]
-    return message, None
+def _parse_message(raw: bytes, what: str) -> tuple[dict[str, Any], Schema]:
+    """The payload and its prepared schema (empty without an embedded schema)."""
+    if raw.startswith(_SCHEMA_FIRST):
+        try:
+            members = _members.decode(raw)
+            if members.keys() == {"schema", "payload"}:
+                return _payload(_json.decode(members["payload"])), _prepared(bytes(members["schema"]))
+        except (msgspec.DecodeError, UnicodeDecodeError) as err:
+            raise DecodeError(f"{what} is not valid JSON: {err}") from None
+    message = _parse_json(raw, what)
+    if message.keys() == {"schema", "payload"}:  # schemas.enable=true, members in another order
+        return _payload(message["payload"]), _prepare(message["schema"])
+    return message, _NO_SCHEMA
 
 
-def _field_schemas(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    if not schema:
+def _payload(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise DecodeError("payload is not an object")
+    return payload
+
+
+@functools.lru_cache(maxsize=1024)
+def _prepared(raw_schema: bytes) -> Schema:
+    """Every message of a table carries the same schema: parse and prepare it once."""
+    return _prepare(_json.decode(raw_schema))
+
+
+def _prepare(schema: Any) -> Schema:
+    fields = _struct_fields(schema)
+    structs = {name: _converters(_struct_fields(f)) for name, f in fields.items() if f.get("type") == "struct"}
+    return Schema(_converters(fields), structs)
+
+
+def _struct_fields(schema: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(schema, dict):
         return {}
     return {f["field"]: f for f in schema.get("fields", []) if isinstance(f, dict) and "field" in f}
 
 
-def _convert_row(row: Any, schema: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
+def _converters(fields: dict[str, dict[str, Any]]) -> Converters:
+    """Only fields of a logical type need converting; the rest stay as JSON gave them."""
+    return {name: (_LOGICAL_TYPES[f["name"]], f) for name, f in fields.items() if f.get("name") in _LOGICAL_TYPES}
+
+
+def _convert_row(row: Any, converters: Converters, what: str) -> dict[str, Any] | None:
     if row is None:
         return None
     if not isinstance(row, dict):
         raise DecodeError(f"{what} is not an object")
-    if not schema:
-        return dict(row)
-    fields = _field_schemas(schema)
-    return {name: _convert_value(value, fields.get(name), f"{what}.{name}") for name, value in row.items()}
-
-
-def _convert_value(value: Any, schema: dict[str, Any] | None, where: str) -> Any:
-    if value is None or not schema:
-        return value
-    name = schema.get("name")
-    try:
-        converter = _LOGICAL_TYPES.get(name)
-        return converter(value, schema) if converter else value
-    except (ValueError, TypeError, ArithmeticError) as err:
-        raise DecodeError(f"{where}: cannot decode {value!r} as {name}: {err}") from None
+    converted = dict(row)
+    for name, (convert, schema) in converters.items():
+        value = converted.get(name)
+        if value is None:
+            continue
+        try:
+            converted[name] = convert(value, schema)
+        except (ValueError, TypeError, ArithmeticError, KeyError) as err:
+            raise DecodeError(f"{what}.{name}: cannot decode {value!r} as {schema['name']}: {err}") from None
+    return converted
 
 
 def _connect_decimal(value: Any, schema: dict[str, Any]) -> Decimal:

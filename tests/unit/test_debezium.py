@@ -121,6 +121,21 @@ def test_decimal_encodings_of_the_connect_schema():
     assert str(change.after["day"]) == "2022-01-08"
 
 
+_PRICE = {
+    "field": "price",
+    "type": "bytes",
+    "name": "org.apache.kafka.connect.data.Decimal",
+    "parameters": {"scale": "2"},
+}
+_SCHEMA_FIRST_BAD_DECIMAL = json.dumps(
+    {
+        "schema": {"type": "struct", "fields": [{"field": "after", "type": "struct", "fields": [_PRICE]}]},
+        "payload": {"op": "c", "after": {"price": "***"}, "source": {"table": "products", "lsn": 1, "ts_ms": 0}},
+    },
+    separators=(",", ":"),
+).encode()
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
@@ -136,6 +151,10 @@ def test_decimal_encodings_of_the_connect_schema():
         (b'{"id":1}', b'{"op": "c", "after": {}, "source": {"table": "x", "lsn": "1", "ts_ms": 0}}', "source.lsn"),
         (None, b'{"op": "c", "after": {}, "source": {"table": "x", "lsn": 1, "ts_ms": 0}}', "no key"),
         (b"\xff\xfe", b'{"op": "c", "after": {}, "source": {"table": "x", "lsn": 1, "ts_ms": 0}}', "key is not valid"),
+        # Embedded schemas, compact and schema first as JsonConverter writes them.
+        (b'{"id":1}', b'{"schema":{"fields":[},"payload":{}}', "value is not valid JSON"),
+        (b'{"id":1}', b'{"schema":{},"payload":[1]}', "payload is not an object"),
+        (b'{"id":1}', _SCHEMA_FIRST_BAD_DECIMAL, r"after\.price: cannot decode '\*\*\*' as org\.apache\.kafka"),
     ],
 )
 def test_malformed_messages_raise_with_a_reason(key, value, reason):
