@@ -1,14 +1,27 @@
-"""DWH ingest throughput: our consumer vs the raw COPY ceiling and a naive per-row loop.
+"""DWH ingest throughput: our consumer side by side with Debezium's JDBC sink, COPY and a naive loop.
 
-    .venv/bin/python benchmarks/consumer_throughput.py [--events 300000]
+    .venv/bin/python -m benchmarks.consumer_throughput [--events 1000000] [--sink-tasks 2]
 
-Pre-fills scratch topics `bench-<run>.public.<table>` with Debezium-format change events of
-realistic shop sessions (same envelope as our connector produces: no schemas, string decimals,
-ISO-8601 times), then times, on a scratch warehouse database `dwh_bench` migrated like `dwh`:
-  1. our consumer (decode, map, COPY + merge, session refresh, offset commits) draining the topics;
-  2. the ceiling: PostgreSQL COPY of the very rows it wrote back into the emptied realtime_events;
-  3. the baseline of the spec's original prototype: one INSERT and COMMIT per row (a sample).
-Prints a table and writes var/bench/consumer_throughput.json. The live `dwh` is never touched.
+Pre-fills scratch topics `bench-<run>.public.<table>` with Debezium change events of realistic shop
+sessions, as JsonConverter writes them with schemas (`benchmarks/cdc_events.py`), then, from those
+very topics, times:
+  1. our consumer (decode, map, COPY + merge into the partitioned realtime_events, session refresh,
+     offset commits) into a scratch warehouse database `dwh_bench` migrated like `dwh`;
+  2. the peer, Debezium's JDBC sink connector on our Kafka Connect worker, in its fastest sensible
+     configuration (`benchmarks/jdbc_sink.py`). It only upserts each topic into a table of its own
+     in the scratch database `dwh_jdbcbench`: no reshaping into realtime_events/customer_sessions,
+     no enrichment, no LSN guard, no dead letters — less work than ours, so a generous peer;
+  3. the ceiling: PostgreSQL COPY of the very rows our consumer wrote back into the emptied
+     realtime_events;
+  4. the baseline of the spec's original prototype: one INSERT and COMMIT per row (a sample).
+Consumer and sink are timed alike (`benchmarks/drain.py`): CDC records consumed, written and their
+offsets committed, read from Kafka's admin API, from the first commit seen to the last; and by the
+CPU seconds they used (their process plus their PostgreSQL backends), which other jobs on a shared
+machine hardly move. Both are checked to have written every row.
+
+Prints a table, writes var/bench/consumer_throughput.json and var/bench/consumer_throughput.png.
+Scratch topics, consumer groups, the sink connector and its database are removed at the end, also
+on failure; the live `dwh` and the `instashop-oltp` connector are untouched.
 """
 
 from __future__ import annotations
@@ -16,231 +29,65 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import random
+import os
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
+from typing import Any
 
 import psycopg2
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from psycopg2 import sql
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from benchmarks import jdbc_sink
+from benchmarks.cdc_events import TABLES, ChangeStream, prefill, topic_names
+from benchmarks.drain import Drain, backends_cpu_seconds, process_cpu_seconds, wait_drained
+from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import migrations, partitions
 from instashop.config import Settings, load_settings
 from instashop.consumer import ConsumerOptions, DwhConsumer
 
+NAME = "consumer_throughput"
 BATCH_SIZE = 20000
 BENCH_DB = "dwh_bench"
-TABLES = ("sessions", "page_views", "searches", "cart_events", "transactions", "transaction_items")
+GOAL_VS_SINK = 5.0  # issue 7: our consumer at least 5x the JDBC sink
+GOAL_VS_COPY = 0.5  # ... and at least half the COPY ceiling
 console = Console()
 
 
-# --- synthetic CDC ----------------------------------------------------------------------------
+# --- the four measurements --------------------------------------------------------------------
 
 
-class ChangeStream:
-    """Debezium envelopes of shop sessions, with increasing LSNs, as our connector emits them."""
-
-    def __init__(self, prefix: str, seed: int = 1) -> None:
-        self.prefix = prefix
-        self.rng = random.Random(seed)
-        self.lsn = 1_000_000
-        self.ids: dict[str, int] = {}
-        self.now = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
-
-    def session(self) -> list[tuple[str, bytes, bytes]]:
-        rng, messages = self.rng, []
-        session_id = f"bench_{uuid.uuid4().hex[:16]}"
-        customer = rng.randint(1, 1000)
-        start = self.now = self.now + timedelta(milliseconds=rng.randint(1, 50))
-        row = {
-            "session_id": session_id,
-            "customer_id": customer,
-            "device": "mobile",
-            "started_at": _iso(start),
-            "ended_at": None,
-        }
-        messages.append(self._change("sessions", "session_id", row, "c"))
-        for step in range(rng.randint(3, 9)):
-            product = rng.randint(1, 200)
-            messages.append(
-                self._insert(
-                    "page_views",
-                    "page_view_id",
-                    {
-                        "session_id": session_id,
-                        "customer_id": customer,
-                        "page_type": "product",
-                        "product_id": product,
-                        "viewed_at": _iso(start + timedelta(seconds=step)),
-                    },
-                )
-            )
-        messages.append(
-            self._insert(
-                "searches",
-                "search_id",
-                {
-                    "session_id": session_id,
-                    "customer_id": customer,
-                    "query": "running shoes",
-                    "results_count": 12,
-                    "searched_at": _iso(start + timedelta(seconds=10)),
-                },
-            )
-        )
-        items = []
-        for _ in range(rng.randint(0, 3)):
-            price, quantity = Decimal(rng.randint(199, 99999)) / 100, rng.randint(1, 3)
-            product = rng.randint(1, 200)
-            items.append((product, quantity, price))
-            messages.append(
-                self._insert(
-                    "cart_events",
-                    "cart_event_id",
-                    {
-                        "session_id": session_id,
-                        "customer_id": customer,
-                        "product_id": product,
-                        "action": "add",
-                        "quantity": quantity,
-                        "unit_price": str(price),
-                        "amount": str(price * quantity),
-                        "created_at": _iso(start + timedelta(seconds=12)),
-                    },
-                )
-            )
-        if items and rng.random() < 0.5:
-            total = sum((price * quantity for _, quantity, price in items), Decimal("0"))
-            tx_id = self._next("transactions")
-            at = _iso(start + timedelta(seconds=20))
-            messages.append(
-                self._change(
-                    "transactions",
-                    "transaction_id",
-                    {
-                        "transaction_id": tx_id,
-                        "customer_id": customer,
-                        "session_id": session_id,
-                        "total_amount": str(total),
-                        "payment_method": "card",
-                        "status": "pending",
-                        "created_at": at,
-                        "updated_at": at,
-                    },
-                    "c",
-                )
-            )
-            for product, quantity, price in items:
-                messages.append(
-                    self._insert(
-                        "transaction_items",
-                        "transaction_item_id",
-                        {
-                            "transaction_id": tx_id,
-                            "product_id": product,
-                            "quantity": quantity,
-                            "unit_price": str(price),
-                            "amount": str(price * quantity),
-                            "created_at": at,
-                        },
-                    )
-                )
-        messages.append(
-            self._change("sessions", "session_id", {**row, "ended_at": _iso(start + timedelta(seconds=30))}, "u")
-        )
-        return messages
-
-    def _insert(self, table: str, pk: str, row: dict) -> tuple[str, bytes, bytes]:
-        return self._change(table, pk, {pk: self._next(table), **row}, "c")
-
-    def _next(self, table: str) -> int:
-        self.ids[table] = self.ids.get(table, 0) + 1
-        return self.ids[table]
-
-    def _change(self, table: str, pk: str, row: dict, op: str) -> tuple[str, bytes, bytes]:
-        self.lsn += 88
-        source = {
-            "version": "3.6.1.Final",
-            "connector": "postgresql",
-            "name": self.prefix,
-            "ts_ms": 0,
-            "snapshot": "false",
-            "db": "instashop",
-            "schema": "public",
-            "table": table,
-            "txId": 1,
-            "lsn": self.lsn,
-        }
-        value = {"before": None, "after": row, "source": source, "transaction": None, "op": op, "ts_ms": 0}
-        return f"{self.prefix}.public.{table}", json.dumps({pk: row[pk]}).encode(), json.dumps(value).encode()
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat() + "Z"
-
-
-# --- the three measurements -------------------------------------------------------------------
-
-
-def prefill(settings: Settings, prefix: str, events: int) -> int:
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
-    futures = admin.create_topics([NewTopic(f"{prefix}.public.{t}", 3, 1) for t in TABLES])
-    for future in futures.values():
-        future.result()
-    producer = Producer(
-        {
-            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-        }
-    )
-    stream, produced = ChangeStream(prefix), 0
-    with Progress(console=console) as progress:
-        task = progress.add_task("pre-filling topics", total=events)
-        while produced < events:
-            for topic, key, value in stream.session():
-                producer.produce(topic, key=key, value=value)
-                produced += 1
-            producer.poll(0)
-            progress.update(task, completed=produced)
-    producer.flush(60)
-    return produced
-
-
-def run_consumer(settings: Settings, prefix: str, expected: int) -> float:
+def run_consumer(settings: Settings, admin: AdminClient, prefix: str, pattern: str, expected: int) -> Drain:
     options = ConsumerOptions(
         batch_size=BATCH_SIZE,
         group_id=f"{prefix}-group",
-        topic_pattern=rf"^{prefix}\.public\..+",
+        topic_pattern=pattern,
         dwh_dsn=_bench_dsn(settings["DWH_DSN"]),
         enriched_items_topic=f"{prefix}.items",
         dead_letters_topic=f"{prefix}.dlq",
     )
     consumer = DwhConsumer(settings, options)
-    thread = threading.Thread(target=consumer.run)
-    started = time.perf_counter()
+    thread = threading.Thread(target=consumer.run, name="bench-consumer")
     thread.start()
-    with Progress(console=console) as progress:
-        task = progress.add_task("consumer draining", total=expected)
-        while consumer.stats["messages"] < expected and thread.is_alive():
-            progress.update(task, completed=consumer.stats["messages"])
-            time.sleep(0.2)
-        progress.update(task, completed=consumer.stats["messages"])
-    elapsed = time.perf_counter() - started
-    consumer.stop()
-    thread.join()
-    if consumer.stats["messages"] < expected:
-        raise RuntimeError(f"consumer stopped after {consumer.stats['messages']} of {expected} messages")
-    return elapsed
+    try:
+        return wait_drained(
+            admin,
+            options.group_id,
+            pattern,
+            expected,
+            console,
+            "our consumer",
+            check=lambda: None if thread.is_alive() else "the consumer stopped (see its log above)",
+            cpu=lambda: process_cpu_seconds(os.getpid()) + backends_cpu_seconds(settings, BENCH_DB),
+        )
+    finally:
+        consumer.stop()
+        thread.join()
 
 
 def copy_ceiling(settings: Settings) -> tuple[int, float]:
@@ -277,7 +124,28 @@ def naive_inserts(settings: Settings, rows: int = 3000) -> float:
     return rows / elapsed
 
 
-# --- set-up and report ------------------------------------------------------------------------
+# --- checks: every side wrote every row -------------------------------------------------------
+
+
+def check_consumer_rows(settings: Settings, stream: ChangeStream) -> None:
+    """One realtime_events row per non-session source row, one customer_sessions row per session."""
+    conn = psycopg2.connect(_bench_dsn(settings["POSTGRES_ADMIN_DSN"]))
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM realtime_events), (SELECT count(*) FROM customer_sessions)")
+        events, sessions = cur.fetchone()
+    conn.close()
+    expected = (sum(stream.rows.values()) - stream.rows["sessions"], stream.rows["sessions"])
+    if (events, sessions) != expected:
+        raise RuntimeError(f"consumer wrote {events:,} events and {sessions:,} sessions, expected {expected}")
+
+
+def check_sink_rows(settings: Settings, stream: ChangeStream) -> None:
+    counts = jdbc_sink.table_rows(settings, list(TABLES))
+    if counts != stream.rows:
+        raise RuntimeError(f"JDBC sink wrote {counts}, expected {stream.rows}")
+
+
+# --- set-up and clean-up ----------------------------------------------------------------------
 
 
 def fresh_bench_database(settings: Settings) -> None:
@@ -294,50 +162,140 @@ def fresh_bench_database(settings: Settings) -> None:
     conn.close()
 
 
+def clean_up(settings: Settings, admin: AdminClient, prefix: str, sink_name: str) -> None:
+    """Remove the sink connector, its database, the scratch topics and consumer groups."""
+    jdbc_sink.remove_sink(settings, admin, sink_name)
+    jdbc_sink.drop_sink_database(settings)
+    existing = admin.list_topics(timeout=10).topics
+    scratch = [t for t in [*topic_names(prefix), f"{prefix}.items", f"{prefix}.dlq"] if t in existing]
+    for future in (admin.delete_topics(scratch) if scratch else {}).values():
+        future.result()
+    for future in admin.delete_consumer_groups([f"{prefix}-group"], request_timeout=10).values():
+        try:
+            future.result()
+        except Exception as err:
+            console.print(f"[dim]group clean-up: {err}[/dim]")
+
+
 def _bench_dsn(dsn: str) -> str:
     return psycopg2.extensions.make_dsn(dsn, dbname=BENCH_DB)
 
 
+# --- report -----------------------------------------------------------------------------------
+
+
+def summarize(
+    stream: ChangeStream, consumer: Drain, sink: Drain, copy: tuple[int, float], naive: float, tasks: int
+) -> dict[str, Any]:
+    rows, copy_seconds = copy
+    results: dict[str, Any] = {"events": stream.events, "rows_per_table": stream.rows}
+    for side, drain in (("consumer", consumer), ("jdbc_sink", sink)):
+        results[f"{side}_events_per_s"] = round(drain.per_second)
+        results[f"{side}_wall_seconds"] = round(drain.wall_seconds, 1)
+        results[f"{side}_cpu_seconds"] = round(drain.cpu_seconds, 1)
+        results[f"{side}_events_per_cpu_s"] = round(drain.per_cpu_second)
+    results |= {
+        "jdbc_sink_tasks": tasks,
+        "jdbc_sink_config": jdbc_sink.sink_config("<scratch topics>", tasks),
+        "copy_rows": rows,
+        "copy_rows_per_s": round(rows / copy_seconds),
+        "naive_rows_per_s": round(naive),
+        "consumer_vs_jdbc_sink": round(consumer.per_second / sink.per_second, 2),
+        "consumer_vs_jdbc_sink_per_cpu": round(consumer.per_cpu_second / sink.per_cpu_second, 2),
+        "consumer_vs_copy": round(consumer.per_second / (rows / copy_seconds), 3),
+        "consumer_vs_naive": round(consumer.per_second / naive, 1),
+    }
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    """The rich table, the JSON and the bar chart."""
+    table = Table("side", "throughput", "wall (incl. start-up)", "events per CPU-second", title=_title(results))
+    for side, key in (
+        ("our consumer", "consumer"),
+        (f"Debezium JDBC sink ({results['jdbc_sink_tasks']} tasks)", "jdbc_sink"),
+    ):
+        table.add_row(
+            side,
+            f"{results[f'{key}_events_per_s']:,} events/s",
+            f"{results[f'{key}_wall_seconds']} s",
+            f"{results[f'{key}_events_per_cpu_s']:,} ({results[f'{key}_cpu_seconds']} CPU-s)",
+        )
+    table.add_row("naive INSERT+COMMIT per row", f"{results['naive_rows_per_s']:,} rows/s", "", "")
+    table.add_row("COPY ceiling (same rows)", f"{results['copy_rows_per_s']:,} rows/s", "", "")
+    table.add_section()
+    sink_ratio, copy_ratio = results["consumer_vs_jdbc_sink"], results["consumer_vs_copy"]
+    table.add_row(
+        "consumer / JDBC sink",
+        f"{sink_ratio}x ({_verdict(sink_ratio >= GOAL_VS_SINK, f'goal {GOAL_VS_SINK:g}x')})",
+        "",
+        f"{results['consumer_vs_jdbc_sink_per_cpu']}x",
+    )
+    copy_goal = _verdict(copy_ratio >= GOAL_VS_COPY, f"goal {GOAL_VS_COPY:.0%}")
+    table.add_row("consumer / COPY", f"{copy_ratio:.0%} ({copy_goal})", "", "")
+    table.add_row("consumer / naive", f"{results['consumer_vs_naive']}x", "", "")
+    console.print(table)
+    json_path = save_results(NAME, results)
+    png_path = bar_chart(
+        BENCH_DIR / f"{NAME}.png",
+        _title(results),
+        ["our consumer", "Debezium JDBC sink", "naive INSERT+COMMIT", "COPY ceiling"],
+        {
+            "events/s (rows/s for naive and COPY)": [
+                results["consumer_events_per_s"],
+                results["jdbc_sink_events_per_s"],
+                results["naive_rows_per_s"],
+                results["copy_rows_per_s"],
+            ]
+        },
+        ylabel="per second, log scale",
+        log_scale=True,
+    )
+    console.print(f"saved {json_path} and {png_path}")
+
+
+def _title(results: dict[str, Any]) -> str:
+    return f"DWH ingest throughput, {results['events']:,} CDC events"
+
+
+def _verdict(met: bool, goal: str) -> str:
+    return f"{goal}: {'met' if met else 'NOT met'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=300_000, help="change events to pre-fill (default 300000)")
+    parser.add_argument("--events", type=int, default=1_000_000, help="change events to pre-fill (default 1000000)")
+    parser.add_argument("--sink-tasks", type=int, default=2, help="tasks of the JDBC sink connector (default 2)")
     args = parser.parse_args()
-    if args.events < 1000:
-        parser.error("--events must be at least 1000")
+    if args.events < 50_000:
+        parser.error("--events must be at least 50000 (a rate needs several commits)")
     settings = load_settings()
+    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    pattern, sink_name = rf"^{prefix}\.public\..+", f"{prefix}-jdbc-sink"
     fresh_bench_database(settings)
-    events = prefill(settings, prefix, args.events)
-    consumer_seconds = run_consumer(settings, prefix, events)
-    rows, copy_seconds = copy_ceiling(settings)
-    naive_rate = naive_inserts(settings)
-    results = {
-        "events": events,
-        "rows_written": rows,
-        "consumer_events_per_s": round(events / consumer_seconds),
-        "copy_rows_per_s": round(rows / copy_seconds),
-        "naive_rows_per_s": round(naive_rate),
-    }
-    results["consumer_vs_copy"] = round(results["consumer_events_per_s"] / results["copy_rows_per_s"], 3)
-    results["consumer_vs_naive"] = round(results["consumer_events_per_s"] / results["naive_rows_per_s"], 1)
-    _report(results)
-    scratch = [f"{prefix}.public.{t}" for t in TABLES] + [f"{prefix}.items", f"{prefix}.dlq"]
-    AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]}).delete_topics(scratch)
-
-
-def _report(results: dict) -> None:
-    table = Table("measure", "value", title="DWH ingest throughput (partitioned realtime_events)")
-    table.add_row("change events pre-filled", f"{results['events']:,}")
-    table.add_row("our consumer", f"{results['consumer_events_per_s']:,} events/s")
-    table.add_row("COPY ceiling (same rows)", f"{results['copy_rows_per_s']:,} rows/s")
-    table.add_row("naive INSERT+COMMIT per row", f"{results['naive_rows_per_s']:,} rows/s")
-    table.add_row("consumer / COPY", f"{results['consumer_vs_copy']:.0%}")
-    table.add_row("consumer / naive", f"{results['consumer_vs_naive']}x")
-    console.print(table)
-    out = Path("var/bench/consumer_throughput.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**results, "measured_at": datetime.now(UTC).isoformat()}, indent=2))
-    console.print(f"saved {out}")
+    jdbc_sink.fresh_sink_database(settings)
+    load_before, started = os.getloadavg()[0], time.perf_counter()
+    try:
+        stream = prefill(settings["KAFKA_BOOTSTRAP"], prefix, args.events, console)
+        prefill_seconds = time.perf_counter() - started
+        console.print(f"pre-filled {stream.events:,} change events in {prefill_seconds:.0f} s")
+        consumer = run_consumer(settings, admin, prefix, pattern, stream.events)
+        check_consumer_rows(settings, stream)
+        console.print(f"our consumer wrote every row in {consumer.wall_seconds:.0f} s")
+        sink = jdbc_sink.run_sink(settings, admin, sink_name, pattern, stream.events, args.sink_tasks, console)
+        check_sink_rows(settings, stream)
+        console.print(f"the JDBC sink wrote every row in {sink.wall_seconds:.0f} s")
+        copy = copy_ceiling(settings)
+        naive = naive_inserts(settings)
+    finally:
+        clean_up(settings, admin, prefix, sink_name)
+    results = summarize(stream, consumer, sink, copy, naive, args.sink_tasks)
+    # The machine is shared: the 1-minute load around the run tells how noisy the numbers are.
+    results["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
+    results["prefill_seconds"] = round(prefill_seconds, 1)
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    report(results)
 
 
 if __name__ == "__main__":
