@@ -17,7 +17,7 @@ production; its past live:* windows then count the probes). For each:
 The probes go through the real pipeline, so the shared live:* metrics and the DWH see them too; they
 are deleted from the OLTP afterwards (the DWH follows; live windows keep them as orders placed).
 
-    .venv/bin/python benchmarks/realtime_latency.py [--modes micro-batch,real-time] [--rate 1000]
+    .venv/bin/python -m benchmarks.realtime_latency [--modes micro-batch,real-time] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, live_metrics
 from instashop.config import Settings, load_settings
 from instashop.jobs import Job, spark_job
@@ -298,40 +299,64 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def run_figures(run: Run) -> dict[str, object]:
+    """The figures of one mode, in ms (latencies from the probes, batch durations from the app's log)."""
+    seen = [p for p in run.probes if p.visible]
+    total = [1000 * (p.visible - p.committed) for p in seen]
+    durations = [float(b[1]) for b in run.batches]
+    return {
+        "trigger": run.mode,
+        "interval": run.interval,
+        "probes": len(run.probes),
+        "seen": len(seen),
+        **{f"p{q}_ms": percentile(total, q) for q in (50, 90, 99, 100)},
+        "cdc_p50_ms": percentile([1000 * (p.in_kafka - p.committed) for p in seen if p.in_kafka], 50),
+        "spark_p50_ms": percentile([1000 * (p.visible - p.in_kafka) for p in seen if p.in_kafka], 50),
+        "load_events_per_s": run.generated.per_second(run.generated.row_changes) if run.generated else None,
+        "batches": len(run.batches),
+        "batch_p50_ms": percentile(durations, 50),
+        "batch_p99_ms": percentile(durations, 99),
+        "capacity_records_per_s": run.capacity,
+    }
+
+
 def report(runs: list[Run], args: argparse.Namespace) -> None:
+    figures = [run_figures(run) for run in runs]
     table = Table(title="OLTP commit -> metric visible in Redis (ms)")
     for column in ("trigger", "interval", "probes", "p50", "p90", "p99", "max", "CDC p50", "Spark p50"):
         table.add_column(column, justify="right")
     for column in ("load ev/s", "batches", "batch p50", "batch p99", "capacity rec/s"):
         table.add_column(column, justify="right")
-    for run in runs:
-        seen = [p for p in run.probes if p.visible]
-        total = [1000 * (p.visible - p.committed) for p in seen]
-        cdc = [1000 * (p.in_kafka - p.committed) for p in seen if p.in_kafka]
-        spark = [1000 * (p.visible - p.in_kafka) for p in seen if p.in_kafka]
-        durations = [float(b[1]) for b in run.batches]
-        load = run.generated.per_second(run.generated.row_changes) if run.generated else None
+    for f in figures:
         table.add_row(
-            run.mode,
-            run.interval,
-            f"{len(seen)}/{len(run.probes)}",
-            *(_ms(percentile(total, q)) for q in (50, 90, 99, 100)),
-            _ms(percentile(cdc, 50)),
-            _ms(percentile(spark, 50)),
-            f"{load:,.0f}" if load else "-",
-            str(len(run.batches)),
-            _ms(percentile(durations, 50)),
-            _ms(percentile(durations, 99)),
-            f"{run.capacity:,.0f}" if run.capacity else "-",
+            f["trigger"],
+            f["interval"],
+            f"{f['seen']}/{f['probes']}",
+            *(_ms(f[key]) for key in ("p50_ms", "p90_ms", "p99_ms", "p100_ms", "cdc_p50_ms", "spark_p50_ms")),
+            _ms(f["load_events_per_s"]),
+            str(f["batches"]),
+            _ms(f["batch_p50_ms"]),
+            _ms(f["batch_p99_ms"]),
+            _ms(f["capacity_records_per_s"]),
         )
     console.print(table)
-    console.print(
-        "state store: RocksDB, changelog checkpointing, checkpoint format v2, FileSystem checkpoint manager on "
-        f"the raw local FS; shuffle partitions 1; watermark {args.watermark}; micro-batch: Kafka source "
+    state = (
+        "state store: RocksDB, changelog checkpointing, checkpoint format v2, FileSystem checkpoint manager "
+        f"(in-process renames); shuffle partitions 1; watermark {args.watermark}; micro-batch: Kafka source "
         "coalesced to 1 task, maxOffsetsPerTrigger 20000; real-time: local[<Kafka partitions + 2 x shuffle + 2>] "
         "threads, sink flush every 20 ms, 'batch' = its checkpoint interval. capacity: Kafka records/s while "
         "catching up from the earliest offsets (micro-batch, 50,000 per batch)."
     )
+    console.print(state)
+    saved = save_results("realtime_latency", {"modes": figures, "settings": state, "load_rate": args.rate})
+    chart = bar_chart(
+        BENCH_DIR / "realtime_latency.png",
+        "OLTP commit -> metric visible in Redis, per trigger",
+        [f["trigger"] for f in figures],
+        {f"p{q}": [f[f"p{q}_ms"] for f in figures] for q in (50, 90, 99)},
+        threshold=1000,
+    )
+    console.print(f"saved {saved} and {chart}")
 
 
 def _ms(value: float | None) -> str:
