@@ -16,6 +16,7 @@ CONTRACT_IDS = {
     "dwh_retention",
     "session_outcomes_backfill",
     "dwh_reconciliation",
+    "dwh_rollups",
 }
 
 
@@ -96,3 +97,13 @@ def test_retention_and_maintenance_params_have_bounds(dagbag):
     assert retention.value is None and retention.schema["minimum"] == 1
     ahead = dagbag.dags["dwh_partition_maintenance"].params.get_param("days_ahead")
     assert ahead.value == 7
+
+
+def test_rollups_refresh_every_quarter_hour_and_take_an_optional_range(dagbag):
+    dag = dagbag.dags["dwh_rollups"]
+    assert dag.schedule == "*/15 * * * *" and dag.max_active_runs == 1
+    assert list(dag.task_ids) == ["plan_days", "refresh_rollups"]
+    params = copy.deepcopy(dag.params)
+    assert params.validate() == {"start_date": None, "end_date": None}
+    params.update({"start_date": "2026-01-01", "end_date": "2026-01-31"})
+    assert params.validate()["start_date"] == "2026-01-01"
