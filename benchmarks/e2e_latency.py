@@ -19,6 +19,7 @@ both paths keeping up. Prints a table, saves var/bench/e2e_latency.json and .png
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import threading
 import time
@@ -44,6 +45,7 @@ REDIS_PROBE_INTERVAL = 0.25
 POLL_INTERVAL = 0.005
 GRACE_SECONDS = 60.0
 GOAL_P99_MS = 1000.0
+WRITER_RATE = 1000.0  # row changes/s per generator thread
 
 
 @dataclass
@@ -154,17 +156,13 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
     pollers = [threading.Thread(target=_poll_until, args=(p, stop_polling), daemon=True) for p in (dwh, live)]
     for poller in pollers:
         poller.start()
-    # Commits need not wait for the WAL flush here: the load is background, the probes commit normally.
-    load = generator.GeneratorConfig(rate=rate, duration=seconds, synchronous_commit=False, seed=int(rate))
-    summary: dict[str, generator.Summary] = {}
-    writer = threading.Thread(
-        target=lambda: summary.update(run=generator.run(settings["OLTP_DSN"], load, show_progress=False))
-    )
+    writers, summaries = _load(settings, rate, seconds)
     task = progress.add_task(f"{rate:,.0f} events/s", total=seconds)
     try:
-        writer.start()
+        for writer in writers:
+            writer.start()
         started, windows, next_live = time.perf_counter(), probe_windows(time.time()), 0.0
-        while writer.is_alive():
+        while any(writer.is_alive() for writer in writers):
             elapsed = time.perf_counter() - started
             dwh.fire()
             if elapsed >= next_live:
@@ -172,7 +170,8 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
                 next_live += REDIS_PROBE_INTERVAL
             progress.update(task, completed=min(elapsed, seconds))
             time.sleep(DWH_PROBE_INTERVAL)
-        writer.join()
+        for writer in writers:
+            writer.join()
         _drain(dwh, live)
     finally:
         stop_polling.set()
@@ -180,10 +179,22 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
             poller.join()
         dwh.close()
         live.delete_probes()
-    run = summary.get("run")
-    achieved = run.per_second(run.row_changes) if run else 0.0
+    achieved = sum(summary.per_second(summary.row_changes) for summary in summaries)
     redis_ms = [1000 * (p.visible - p.committed) for p in live.probes if p.visible]
     return RateResult(rate, achieved, dwh.result(), PathResult(redis_ms, len(live.probes) - len(redis_ms)))
+
+
+def _load(settings: Settings, rate: float, seconds: float) -> tuple[list[threading.Thread], list[generator.Summary]]:
+    """Generator threads sharing the rate: one writes ~1,000 row changes/s at most on this machine."""
+    workers = max(1, math.ceil(rate / WRITER_RATE))
+    summaries: list[generator.Summary] = []
+
+    def write(seed: int) -> None:
+        # Commits need not wait for the WAL flush: the load is background, the probes commit normally.
+        config = generator.GeneratorConfig(rate=rate / workers, duration=seconds, synchronous_commit=False, seed=seed)
+        summaries.append(generator.run(settings["OLTP_DSN"], config, show_progress=False))
+
+    return [threading.Thread(target=write, args=(int(rate) + n,)) for n in range(workers)], summaries
 
 
 def _poll_until(probe: DwhProbe | Prober, stop: threading.Event) -> None:
