@@ -43,9 +43,15 @@ test: up ## The whole test suite against the real services: unit, then integrati
 	@$(RUFF) check .
 	@$(PYTEST) tests/unit tests/integration tests/e2e
 
-bench: demo ## Benchmarks: print tables, save JSON under var/bench/
-	@.venv/bin/python benchmarks/consumer_throughput.py
-	@.venv/bin/python benchmarks/dwh_latency.py
+bench: setup ## Benchmarks (~20 min): tables printed, JSON + PNG charts saved under var/bench/
+	@.venv/bin/python -m benchmarks.setup_timing
+	@$(INSTASHOP) connector register
+	@$(INSTASHOP) jobs stop generator
+	@$(INSTASHOP) jobs start consumer spark
+	@.venv/bin/python -m benchmarks.consumer_throughput
+	@.venv/bin/python -m benchmarks.e2e_latency
+	@.venv/bin/python -m benchmarks.warehouse_queries
+	@.venv/bin/python -m benchmarks.summary
 
 lint: setup ## ruff
 	@$(RUFF) check .
