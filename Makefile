@@ -6,7 +6,7 @@ INSTASHOP := .venv/bin/instashop
 PYTEST := .venv/bin/pytest
 RUFF := .venv/bin/ruff
 
-.PHONY: help setup up down status logs clean demo test bench lint lock
+.PHONY: help setup up down status logs clean demo test bench chaos lint lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: up ## The whole test suite against the real services: unit, then integrati
 bench: demo ## Benchmarks: print tables, save JSON under var/bench/
 	@.venv/bin/python benchmarks/consumer_throughput.py
 	@.venv/bin/python benchmarks/dwh_latency.py
+
+chaos: demo ## Fault-injection soak (~12 min): kill and restart each piece under load, then diff; var/bench/chaos.json
+	@$(INSTASHOP) chaos
 
 lint: setup ## ruff
 	@$(RUFF) check .
