@@ -400,13 +400,13 @@ class Soak:
             log.error("the generator died: %s", err)
             self._load["error"] = str(err)
             return
-        self._load["summary"] = {
-            "run_id": summary.run_id,
-            "sessions": summary.session_count,
-            "row_changes": summary.row_changes,
-            "events_per_s": round(summary.per_second(summary.row_changes), 1),
-            "reconnects": summary.reconnects,
-        }
+        self._load.update(
+            run_id=summary.run_id,
+            sessions=summary.session_count,
+            row_changes=summary.row_changes,
+            events_per_s=round(summary.per_second(summary.row_changes), 1),
+            reconnects=summary.reconnects,  # lost connections ridden out (the PostgreSQL restart)
+        )
 
     # --- faults -----------------------------------------------------------------------------------
 
