@@ -133,6 +133,7 @@ class Report:
     dwh: dict[str, Any] = field(default_factory=dict)  # cells compared, differing cells
     live: dict[str, Any] = field(default_factory=dict)  # windows compared, differing figures
     dlq: dict[str, Any] = field(default_factory=dict)  # expected and found source offsets
+    end_health: dict[str, bool] = field(default_factory=dict)  # every piece, once the checks are done
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -155,6 +156,7 @@ def verdict(report: Report) -> list[str]:
     expected = {tuple(e) for e in report.dlq.get("expected", [])}
     if not expected:
         problems.append("no poison message was injected")
+    problems += [f"{piece} is not healthy at the end" for piece, healthy in report.end_health.items() if not healthy]
     for where in ("table", "topic"):
         if {tuple(e) for e in report.dlq.get(where, [])} != expected:
             problems.append(f"the DLQ {where} does not hold exactly the poison injected")
@@ -189,6 +191,8 @@ def diff_table(report: Report) -> Table:
     for where in ("table", "topic"):
         found = {tuple(e) for e in report.dlq.get(where, [])}
         rows.append((f"DLQ {where} = poison injected", f"{len(expected)} messages", len(found ^ expected)))
+    unhealthy = [piece for piece, healthy in report.end_health.items() if not healthy]
+    rows.append(("every piece healthy at the end", f"{len(report.end_health)} pieces", len(unhealthy)))
     for check, compared, differences in rows:
         result = "[green]ok[/]" if differences == 0 else "[red]DIFFERS[/]"
         table.add_row(check, compared, str(differences), result)
@@ -349,10 +353,14 @@ class Soak:
         self.check_dwh()
         self.check_live(stopped)
         self.check_dlq(baseline)
+        self.report.end_health = self.health()
+        log.info(
+            "at the end: %s",
+            ", ".join(f"{k} {'healthy' if v else 'NOT healthy'}" for k, v in self.report.end_health.items()),
+        )
 
-    def preflight(self) -> None:
-        """Wait until every piece is healthy (Spark has run a batch): a fault must hit a working pipeline."""
-        checks = {
+    def health_checks(self) -> dict[str, Callable[[], bool]]:
+        return {
             "every stack service": self.probes.stack_healthy,
             "DWH": self.probes.dwh_answers,
             "Kafka broker": self.probes.broker_accepts_produce,
@@ -360,7 +368,13 @@ class Soak:
             "consumer": self.probes.consumer_healthy,
             "Spark app": lambda: int(self.probes.spark_beat().get("batch_id") or -1) >= 0,
         }
-        for name, check in checks.items():
+
+    def health(self) -> dict[str, bool]:
+        return {name: check() for name, check in self.health_checks().items()}
+
+    def preflight(self) -> None:
+        """Wait until every piece is healthy (Spark has run a batch): a fault must hit a working pipeline."""
+        for name, check in self.health_checks().items():
             if not wait_until(check, self.config.recovery_timeout, 2.0):
                 raise ChaosError(f"{name} is not healthy: start the pipeline first (make demo)")
             log.info("preflight: %s healthy", name)

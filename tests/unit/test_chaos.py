@@ -35,6 +35,7 @@ def _clean_report() -> Report:
         dwh={"cells": 12, "diff": []},
         live={"windows": 5, "diff": []},
         dlq={"expected": poison, "table": poison, "topic": poison},
+        end_health={"consumer": True, "Spark app": True},
     )
 
 
@@ -70,3 +71,9 @@ def test_a_generator_that_died_fails_the_soak():
     report = _clean_report()
     report.generator = {"error": "OLTP database unreachable for 120s"}
     assert verdict(report) == ["the generator died: OLTP database unreachable for 120s"]
+
+
+def test_a_piece_left_broken_at_the_end_fails_the_soak():
+    report = _clean_report()
+    report.end_health["Spark app"] = False  # e.g. crash-looping on its checkpoint after the last fault
+    assert verdict(report) == ["Spark app is not healthy at the end"]
