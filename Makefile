@@ -6,7 +6,7 @@ INSTASHOP := .venv/bin/instashop
 PYTEST := .venv/bin/pytest
 RUFF := .venv/bin/ruff
 
-.PHONY: help setup up down status logs clean demo test bench lint lock
+.PHONY: help setup up down status logs clean demo test bench chaos lint lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: setup ## Benchmarks (~20 min): tables printed, JSON + PNG charts saved un
 	@.venv/bin/python -m benchmarks.e2e_latency
 	@.venv/bin/python -m benchmarks.warehouse_queries
 	@.venv/bin/python -m benchmarks.summary
+
+chaos: demo ## Fault-injection soak (~12 min): kill and restart each piece under load, then diff; var/bench/chaos.json
+	@$(INSTASHOP) chaos
 
 lint: setup ## ruff
 	@$(RUFF) check .

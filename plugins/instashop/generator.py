@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -547,20 +548,32 @@ _INSERT_CART_EVENT = (
 )
 _INSERT_TRANSACTION = (
     "INSERT INTO transactions (customer_id, session_id, total_amount, payment_method, status, created_at, updated_at)"
-    " VALUES (%s, %s, %s, %s, 'pending', %s, %s) RETURNING transaction_id"
+    " VALUES (%s, %s, %s, %s, 'pending', %s, %s) RETURNING transaction_id, txid_current()"
 )
 _INSERT_ITEM = (
     "INSERT INTO transaction_items (transaction_id, product_id, quantity, unit_price, amount, created_at)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
 )
 _END_SESSION = "UPDATE sessions SET ended_at = %s WHERE session_id = %s"
+_TXID = "SELECT txid_current()"
+# A lost connection is not a reason to stop: the shop app would reconnect and carry on.
+_CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 class ShopWriter:
-    """Writes plans and actions as the shop app would: one transaction per session or change."""
+    """Writes plans and actions as the shop app would: one transaction per session or change.
 
-    def __init__(self, conn) -> None:
-        self._conn = conn
+    A lost connection (a database restart) is ridden out: reconnect, then ask the server whether
+    the transaction in flight committed (`txid_status` of its transaction id) and write it again
+    only if it did not. So each session and change is written exactly once, and the caller's
+    counts stay true. Gives up with GeneratorError after `reconnect_for` seconds without a database.
+    """
+
+    def __init__(self, connect: Callable[[], Any], reconnect_for: float = 0.0) -> None:
+        self._connect = connect
+        self._reconnect_for = reconnect_for
+        self.conn = connect()
+        self.reconnects = 0
 
     def _batch(self, cur, statements: list[tuple[str, tuple]]) -> None:
         # One round trip per batch, rows still inserted in the order the visitor produced them.
@@ -568,6 +581,14 @@ class ShopWriter:
 
     def write_session(self, plan: SessionPlan, session_id: str, ended_at: datetime) -> int | None:
         """Commit the session ending at `ended_at`; returns its transaction id, if it converted."""
+        return self._transaction(lambda cur: self._session(cur, plan, session_id, ended_at))
+
+    def apply(self, action: Action, at: datetime) -> int:
+        """Apply one later change in its own transaction; returns the rows changed (0: state moved on)."""
+        return self._transaction(lambda cur: self._action(cur, action, at))
+
+    def _session(self, cur, plan: SessionPlan, session_id: str, ended_at: datetime) -> tuple[int | None, int]:
+        """The session's statements; returns (its transaction id or None, the database transaction's xid)."""
         start = ended_at - timedelta(milliseconds=plan.duration_ms)
 
         def at(offset_ms: int) -> datetime:
@@ -576,35 +597,77 @@ class ShopWriter:
         head = [(_INSERT_SESSION, (session_id, plan.customer_id, plan.device, start))]
         head += [_event_statement(e, session_id, plan.customer_id, at(e.at_ms)) for e in plan.events]
         tail = [(_END_SESSION, (ended_at, session_id))]
-        transaction_id = None
-        with self._conn.cursor() as cur:
-            if plan.purchase:
-                p, paid_at = plan.purchase, at(plan.purchase.at_ms)
-                head.append(
-                    (
-                        _INSERT_TRANSACTION,
-                        (plan.customer_id, session_id, p.total_amount, p.payment_method, paid_at, paid_at),
-                    )
-                )
-                self._batch(cur, head)
-                transaction_id = cur.fetchone()[0]
-                tail[:0] = [
-                    (_INSERT_ITEM, (transaction_id, i.product_id, i.quantity, i.unit_price, i.amount, paid_at))
-                    for i in p.items
-                ]
-            else:
-                tail[:0] = head
-            self._batch(cur, tail)
-        self._conn.commit()
-        return transaction_id
+        if not plan.purchase:
+            self._batch(cur, [*head, *tail, (_TXID, ())])
+            return None, cur.fetchone()[0]
+        p, paid_at = plan.purchase, at(plan.purchase.at_ms)
+        head.append(
+            (_INSERT_TRANSACTION, (plan.customer_id, session_id, p.total_amount, p.payment_method, paid_at, paid_at))
+        )
+        self._batch(cur, head)
+        transaction_id, xid = cur.fetchone()
+        items = [
+            (_INSERT_ITEM, (transaction_id, i.product_id, i.quantity, i.unit_price, i.amount, paid_at)) for i in p.items
+        ]
+        self._batch(cur, [*items, *tail])
+        return transaction_id, xid
 
-    def apply(self, action: Action, at: datetime) -> int:
-        """Apply one later change in its own transaction; returns the rows changed (0: state moved on)."""
-        with self._conn.cursor() as cur:
-            cur.execute(*_action_statement(action, at))
-            rows = cur.rowcount
-        self._conn.commit()
-        return rows
+    def _action(self, cur, action: Action, at: datetime) -> tuple[int, int | None]:
+        sql, params = _action_statement(action, at)
+        cur.execute(sql + " RETURNING txid_current()", params)
+        rows = cur.rowcount
+        # No row changed: nothing to commit, so a lost commit changes nothing either.
+        return rows, cur.fetchone()[0] if rows else None
+
+    def _transaction(self, work: Callable[[Any], tuple[Any, int | None]]):
+        """Run work and commit; after a lost connection, reconnect and run it again unless it committed."""
+        while True:
+            xid = None  # set once work is done: a failure after that is in the commit itself
+            try:
+                with self.conn.cursor() as cur:
+                    result, xid = work(cur)
+                self.conn.commit()
+                return result
+            except _CONNECTION_ERRORS as err:
+                if not self.conn.closed:
+                    raise  # the database refused the statement: not a connection problem
+                self._reconnect(err)
+                if xid is not None and self._committed(xid):
+                    _log.info("the transaction in flight had committed; not writing it again")
+                    return result
+                _log.info("the transaction in flight was rolled back; writing it again")
+
+    def _reconnect(self, err: Exception) -> None:
+        _log.warning("OLTP connection lost (%s); reconnecting", " ".join(str(err).split()))
+        started = time.monotonic()
+        delay = 0.5
+        while True:
+            try:
+                self.conn = self._connect()
+                break
+            except psycopg2.OperationalError as again:
+                if time.monotonic() - started + delay > self._reconnect_for:
+                    raise GeneratorError(
+                        f"OLTP database unreachable for {self._reconnect_for:.0f}s: {again}".strip()
+                    ) from again
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.reconnects += 1
+        _log.warning("reconnected to the OLTP database after %.1fs", time.monotonic() - started)
+
+    def _committed(self, xid: int) -> bool:
+        """Whether transaction xid committed: its outcome is final once no backend runs it any more."""
+        deadline = time.monotonic() + self._reconnect_for
+        with self.conn.cursor() as cur:
+            while True:
+                cur.execute("SELECT txid_status(%s)", (xid,))
+                status = cur.fetchone()[0]
+                self.conn.rollback()
+                if status != "in progress":
+                    return status == "committed"
+                if time.monotonic() > deadline:  # its old backend never noticed that we left
+                    raise GeneratorError(f"transaction {xid} still in progress on a lost connection")
+                time.sleep(0.2)
 
 
 def _event_statement(event: Event, session_id: str, customer_id: int, at: datetime) -> tuple[str, tuple]:
@@ -674,6 +737,8 @@ class GeneratorConfig:
     # Off: commits don't wait for the WAL flush (~4x the sessions/s). Transactions stay atomic and CDC
     # sees the same changes; a Postgres crash may lose the last fraction of a second of generated rows.
     synchronous_commit: bool = True
+    # How long to keep reconnecting after the connection was lost (a database restart) before giving up.
+    reconnect_for: float = 120.0
     run_id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     def __post_init__(self) -> None:
@@ -703,6 +768,7 @@ class Summary:
     deleted: Counter[str] = field(default_factory=Counter)  # rows by kind (cascades not counted)
     elapsed_s: float = 0.0
     stopped_by: str = ""
+    reconnects: int = 0  # lost connections ridden out
 
     @property
     def session_count(self) -> int:
@@ -817,15 +883,15 @@ def _apply_due(
 
 
 def _loop(
-    conn,
+    writer: ShopWriter,
     config: GeneratorConfig,
     summary: Summary,
     stop: threading.Event,
     progress: Progress,
     now: Callable[[], datetime],
 ) -> None:
-    catalog = load_catalog(conn)
-    writer, sessions_rng = ShopWriter(conn), _rng(config.seed, "sessions")
+    catalog = load_catalog(writer.conn)
+    sessions_rng = _rng(config.seed, "sessions")
     lifecycle = Lifecycle(_rng(config.seed, "lifecycle"), config.lifecycle)
     task = progress.add_task("generate", total=100 if config.sessions or config.duration else None, stats="")
     started = time.monotonic()
@@ -841,7 +907,7 @@ def _loop(
         lifecycle.on_session(tick, plan.outcome, session_id, transaction_id)
         _apply_due(writer, lifecycle, catalog, summary, tick, now)
         elapsed = time.monotonic() - started
-        summary.elapsed_s = elapsed
+        summary.elapsed_s, summary.reconnects = elapsed, writer.reconnects
         progress.update(
             task,
             completed=100 * _fraction(config, tick + 1, elapsed),
@@ -851,7 +917,7 @@ def _loop(
         if config.sessions is None or tick + 1 < config.sessions:
             remaining = config.duration - elapsed if config.duration else float("inf")
             stop.wait(max(0.0, min(pacer.delay(summary.row_changes), remaining)))
-    summary.elapsed_s = time.monotonic() - started
+    summary.elapsed_s, summary.reconnects = time.monotonic() - started, writer.reconnects
 
 
 def run(
@@ -866,21 +932,28 @@ def run(
     """Seed the catalog, then write sessions until the count, the duration or a stop signal."""
     stop = stop or threading.Event()
     summary = Summary(config.run_id, config.session_prefix)
+    extra = {} if config.synchronous_commit else {"options": "-c synchronous_commit=off"}
+
+    def connect():
+        # The run id in the application name lets an operator (or a test) find this run's connection.
+        name = f"instashop-generator-{config.run_id}"
+        return psycopg2.connect(dsn, application_name=name, connect_timeout=10, **extra)
+
     with stop_on_signals(stop):
         try:
-            extra = {} if config.synchronous_commit else {"options": "-c synchronous_commit=off"}
-            conn = psycopg2.connect(dsn, application_name="instashop-generator", connect_timeout=10, **extra)
+            writer = ShopWriter(connect, config.reconnect_for)
         except psycopg2.Error as err:
             raise GeneratorError(f"cannot connect to the OLTP database: {err}".strip()) from err
         try:
-            summary.seeded = seed_catalog(conn, _rng(config.seed, "catalog"), config.customers, config.products)
+            catalog_rng = _rng(config.seed, "catalog")
+            summary.seeded = seed_catalog(writer.conn, catalog_rng, config.customers, config.products)
             _log.info("generator run %s started: session ids %s*", config.run_id, config.session_prefix)
             with _progress(console, show_progress) as progress:
-                _loop(conn, config, summary, stop, progress, now)
+                _loop(writer, config, summary, stop, progress, now)
         except psycopg2.Error as err:
             raise GeneratorError(f"OLTP database error: {err}".strip()) from err
         finally:
-            conn.close()
+            writer.conn.close()
     return summary
 
 
@@ -899,4 +972,6 @@ def summary_table(summary: Summary) -> Table:
     table.add_section()
     table.add_row("session ids", f"{summary.session_prefix}*", "")
     table.add_row("stopped by", summary.stopped_by, f"after {summary.elapsed_s:.1f} s")
+    if summary.reconnects:
+        table.add_row("reconnects", str(summary.reconnects), "")
     return table

@@ -5,11 +5,16 @@ module's runs (their ids start with the run's session prefix).
 """
 
 import os
+import random
 import re
+import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import closing
+from datetime import UTC, datetime
 
 import psycopg2
 import pytest
@@ -240,3 +245,94 @@ def test_same_seed_writes_the_same_workload_again(settings, oltp):
     assert (runs[0].sessions, runs[0].updated, runs[0].deleted) == (runs[1].sessions, runs[1].updated, runs[1].deleted)
     first = workload(runs[0])
     assert first and first == workload(runs[1])
+
+
+# --- a lost connection (a database restart) is ridden out -------------------------------------------
+
+
+def _cut_next_commit(reaches_server: bool) -> type:
+    """A connection whose first commit is cut: after the server committed (only the answer is lost) or before."""
+
+    class CutConnection(psycopg2.extensions.connection):
+        def commit(self) -> None:
+            if reaches_server:
+                super().commit()
+            self.close()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    return CutConnection
+
+
+@pytest.mark.parametrize("reaches_server", [True, False], ids=["answer-lost", "commit-lost"])
+def test_a_transaction_cut_at_commit_is_written_exactly_once(settings, oltp, reaches_server):
+    factories = iter([_cut_next_commit(reaches_server), None, _cut_next_commit(reaches_server)])
+
+    def connect():
+        return psycopg2.connect(settings["OLTP_DSN"], connection_factory=next(factories, None))
+
+    with closing(psycopg2.connect(settings["OLTP_DSN"])) as plain:
+        generator.seed_catalog(plain, random.Random(3), customers=50, products=40)
+        catalog = generator.load_catalog(plain)
+    writer = generator.ShopWriter(connect, reconnect_for=30)
+    plan = generator.plan_session(random.Random(3), catalog, generator.OutcomeMix(1, 0, 0))
+    session_id = f"sess_cut{secrets.token_hex(8)}"
+
+    transaction_id = writer.write_session(plan, session_id, datetime.now(UTC))
+    assert writer.reconnects == 1
+    assert _rows(oltp, "SELECT count(*) FROM sessions WHERE session_id = %s", session_id) == [(1,)]
+    assert _rows(oltp, "SELECT transaction_id FROM transactions WHERE session_id = %s", session_id) == [
+        (transaction_id,)
+    ]
+
+    writer.conn.close()  # the next connection cuts the commit of a later change
+    writer.conn = connect()
+    # One row changed, whether the first try committed or not: the count stays true.
+    assert writer.apply(generator.Settle(transaction_id, "paid"), datetime.now(UTC)) == 1
+    assert writer.reconnects == 2
+    assert _rows(oltp, "SELECT status FROM transactions WHERE transaction_id = %s", transaction_id) == [("paid",)]
+    writer.conn.close()
+
+
+def test_a_run_rides_out_terminated_connections_and_its_counts_stay_true(settings, oltp):
+    # No deletes: then every row the summary counts is still there to be counted.
+    lifecycle = LifecycleRates(payment_failure=0.3, refund=0.3, delete_failed=0, delete_bounce=0, price_change=0)
+    config = GeneratorConfig(rate=300, duration=8, seed=8, customers=50, products=40, lifecycle=lifecycle)
+    result: dict = {}
+    run = threading.Thread(
+        target=lambda: result.update(summary=generator.run(settings["OLTP_DSN"], config, show_progress=False))
+    )
+    run.start()
+    terminated = 0
+    with closing(psycopg2.connect(settings.admin_dsn("instashop"))) as admin:
+        admin.autocommit = True  # pg_stat_activity is a snapshot per transaction
+        for _ in range(3):
+            time.sleep(1.5)
+            terminated += _rows(
+                admin,
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                f"instashop-generator-{config.run_id}",
+            )[0][0]
+    run.join()
+
+    summary = result["summary"]  # the run did not die on a lost connection
+    assert summary.stopped_by == "duration"
+    assert terminated >= 1 and summary.reconnects == terminated
+    like = _like(summary)
+    tables = {
+        "sessions": "SELECT count(*) FROM sessions WHERE session_id LIKE %s",
+        "page_views": "SELECT count(*) FROM page_views WHERE session_id LIKE %s",
+        "searches": "SELECT count(*) FROM searches WHERE session_id LIKE %s",
+        "cart_events": "SELECT count(*) FROM cart_events WHERE session_id LIKE %s",
+        "transactions": "SELECT count(*) FROM transactions WHERE session_id LIKE %s",
+        "transaction_items": "SELECT count(*) FROM transaction_items JOIN transactions USING (transaction_id)"
+        " WHERE session_id LIKE %s",
+    }
+    assert {table: _rows(oltp, sql, like)[0][0] for table, sql in tables.items()} == dict(summary.inserted)
+    statuses = dict(_rows(oltp, "SELECT status, count(*) FROM transactions WHERE session_id LIKE %s GROUP BY 1", like))
+    updated = summary.updated
+    assert statuses.get("failed", 0) == updated["transactions -> failed"]
+    assert statuses.get("refunded", 0) == updated["transactions -> refunded"]
+    assert statuses.get("paid", 0) == updated["transactions -> paid"] - updated["transactions -> refunded"]
+    ended = _rows(oltp, "SELECT count(*) FROM sessions WHERE session_id LIKE %s AND ended_at IS NOT NULL", like)
+    assert ended == [(updated["sessions ended_at"],)]
