@@ -47,7 +47,7 @@ bench: demo ## Benchmarks: print tables, save JSON under var/bench/
 	@.venv/bin/python benchmarks/consumer_throughput.py
 	@.venv/bin/python benchmarks/dwh_latency.py
 
-chaos: demo ## Fault-injection soak (~12 min): kill and restart each piece under load, then diff; var/bench/chaos.json
+chaos: demo ## Fault-injection soak (~10 min): kill and restart each piece under load, then diff; var/bench/chaos.json
 	@$(INSTASHOP) chaos
 
 lint: setup ## ruff
