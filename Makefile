@@ -53,7 +53,7 @@ bench: setup ## Benchmarks (~20 min): tables printed, JSON + PNG charts saved un
 	@.venv/bin/python -m benchmarks.warehouse_queries
 	@.venv/bin/python -m benchmarks.summary
 
-chaos: demo ## Fault-injection soak (~12 min): kill and restart each piece under load, then diff; var/bench/chaos.json
+chaos: demo ## Fault-injection soak (~10 min): kill and restart each piece under load, then diff; var/bench/chaos.json
 	@$(INSTASHOP) chaos
 
 lint: setup ## ruff

@@ -55,6 +55,10 @@ POISON_TOPIC = "instashop.public.transactions"
 PROBE_TOPIC = "instashop.chaos.probe"  # outside the CDC pattern: nobody consumes it
 SUPERVISOR_DAG = "stream_supervisor"
 FRESH = 15.0  # seconds: a heartbeat older than this is not "healthy again"
+STACK_SETTLE = 20.0  # seconds a restarted stack must stay healthy before it counts as back
+# Supervisor starts a soak costs each job: its own kill, and for the consumer the broker's too (it
+# exits when its items stay undelivered for 30 s).
+SOAK_STARTS = {"consumer": 2, "spark": 1}
 
 
 @dataclass(frozen=True)
@@ -283,10 +287,10 @@ class Probes:
     def broker_accepts_produce(self) -> bool:
         delivered: list[bool] = []
         producer = Producer(
-            {"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"], "message.timeout.ms": 5000, "log_level": 0}
+            {"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"], "message.timeout.ms": 3000, "log_level": 0}
         )
         producer.produce(PROBE_TOPIC, b"probe", on_delivery=lambda err, _: delivered.append(err is None))
-        producer.flush(8)
+        producer.flush(5)
         return delivered == [True]
 
 
@@ -301,6 +305,43 @@ class Fault:
     healthy: Callable[[], bool]
     paths: dict[str, Callable[[float], bool]]  # data path name -> "a change after t came through"
     supervised: str | None = None  # the stream_supervisor job that restarts it; None: a stack service
+
+
+class Recovery(threading.Thread):
+    """Watches a fault's piece from the kill on, every second, beside the (blocking) restart: since when
+    it is healthy without a break, and when each data path first carried a change made after the kill."""
+
+    def __init__(self, fault: Fault, since: float, settle: float) -> None:
+        super().__init__(name=f"watch {fault.name}", daemon=True)
+        self.fault, self.since, self.settle = fault, since, settle
+        self.healthy_since: float | None = None
+        self.flowing: dict[str, float] = {}
+        self._stop_watching = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_watching.is_set():
+            try:
+                self.look()
+            except Exception as err:  # a probe that breaks must not end the watch
+                log.warning("watching %s: %s", self.fault.name, err)
+            self._stop_watching.wait(1.0)
+
+    def look(self) -> None:
+        now = time.time()
+        self.healthy_since = (self.healthy_since or now) if self.fault.healthy() else None
+        for path, flowing in self.fault.paths.items():
+            if path not in self.flowing and flowing(self.since):
+                self.flowing[path] = time.time()
+
+    def recovered(self) -> bool:
+        """Healthy for `settle` seconds on end, and every data path flowing."""
+        healthy_since = self.healthy_since
+        stable = healthy_since is not None and time.time() - healthy_since >= self.settle
+        return stable and len(self.flowing) == len(self.fault.paths)
+
+    def stop(self) -> None:
+        self._stop_watching.set()
+        self.join(timeout=30)
 
 
 class Soak:
@@ -374,26 +415,43 @@ class Soak:
 
     def preflight(self) -> None:
         """Wait until every piece is healthy (Spark has run a batch): a fault must hit a working pipeline."""
+        self.wait_out_crash_loop_guard()
         for name, check in self.health_checks().items():
             if not wait_until(check, self.config.recovery_timeout, 2.0):
                 raise ChaosError(f"{name} is not healthy: start the pipeline first (make demo)")
             log.info("preflight: %s healthy", name)
-        self._warn_about_crash_loop_guard()
 
-    def _warn_about_crash_loop_guard(self) -> None:
-        # The supervisor starts a job at most 3 times per 15 min; a soak right after another may hit that.
+    def wait_out_crash_loop_guard(self) -> None:
+        """The supervisor starts a job at most `max_starts` times per window, then backs off. Starts from
+        before (a soak just done) must leave room for the soak's own, or a recovery would wait for them."""
         policy = supervisor.Policy()
-        with closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as conn:
-            for job in supervisor.job_names():
-                starts = supervisor.recent_starts(conn, job, policy.starts_window)
-                if starts:
-                    log.warning(
-                        "%s was started %d time(s) by the supervisor in the last %.0f min (it allows %d)",
-                        job,
-                        starts,
-                        policy.starts_window / 60,
-                        policy.max_starts,
-                    )
+        for job in supervisor.job_names():
+            room = policy.max_starts - SOAK_STARTS.get(job, 1)
+            starts = self._start_times(job, policy.starts_window)
+            if len(starts) <= room:
+                continue
+            wait = starts[room] + policy.starts_window - time.time() + 1
+            log.warning(
+                "%s was started %d times by the supervisor in the last %.0f min (it allows %d): waiting %.0f s "
+                "so that the soak's restarts are not taken for a crash loop",
+                job,
+                len(starts),
+                policy.starts_window / 60,
+                policy.max_starts,
+                wait,
+            )
+            time.sleep(max(wait, 0))
+
+    def _start_times(self, job: str, within: float) -> list[float]:
+        """When the supervisor started the job within the last `within` seconds, newest first (epoch)."""
+        with closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT extract(epoch FROM checked_at)::float8 FROM pipeline_health_checks "
+                "WHERE component = %s AND action = ANY(%s) AND checked_at > now() - make_interval(secs => %s) "
+                "ORDER BY checked_at DESC",
+                (job, list(supervisor.STARTS), within),
+            )
+            return [row[0] for row in cur.fetchall()]
 
     def run_schedule(self) -> None:
         faults = self.faults()
@@ -473,36 +531,31 @@ class Soak:
         at = time.time()
         log.info("[%.0f s] %s", at - self.started, fault.name)
         fault.inject()
+        # A stack service must stay up a while: Airflow's scheduler, for one, exits on a lost database
+        # only once its running tasks are done, well after `stack up` found it running.
+        watch = Recovery(fault, at, settle=0.0 if fault.supervised else STACK_SETTLE)
+        watch.start()
         result = FaultResult(component, fault.name, round(at - self.started, 1), "")
         try:
             result.restarted_by = fault.restart()
         except (manager.StackError, OSError) as err:  # then nothing brings it back: it will not recover
             log.error("%s: the restart failed: %s", fault.name, err)
             result.restarted_by, result.notes = "restart failed", [str(err).splitlines()[0]]
-        healthy_at, flowing_at = None, {}
         deadline = at + self.config.recovery_timeout
-        while time.time() < deadline:
-            if healthy_at is None and fault.healthy():
-                healthy_at = time.time()
-            if healthy_at is None and fault.supervised is None and self.stack_service_stopped():
-                # Some services die a little after the one we broke (Airflow's scheduler finishes its
-                # running tasks before it exits on a lost database): `make status`, then `make up` again.
-                log.warning("a stack service stopped meanwhile: instashop stack up again")
+        while not watch.recovered() and time.time() < deadline:
+            if fault.supervised is None and self.stack_service_stopped():
+                log.warning("a stack service stopped meanwhile: instashop stack up again")  # `make up` again
                 try:
                     self.restart_stack()
                 except manager.StackError as err:
                     log.error("instashop stack up failed: %s", err)
-            for path, flowing in fault.paths.items():
-                if path not in flowing_at and flowing(at):
-                    flowing_at[path] = time.time()
-            if healthy_at is not None and len(flowing_at) == len(fault.paths):
-                break
             time.sleep(1)
-        if healthy_at is not None:
-            result.healthy_s = round(healthy_at - at, 1)
-        if healthy_at is not None and len(flowing_at) == len(fault.paths):
-            result.recovery_s = round(max(healthy_at, *flowing_at.values()) - at, 1)
-        result.notes += [f"{path} flowing after {t - at:.0f} s" for path, t in flowing_at.items()]
+        watch.stop()
+        if watch.healthy_since is not None:
+            result.healthy_s = round(watch.healthy_since - at, 1)
+        if watch.recovered():
+            result.recovery_s = round(max(watch.healthy_since, *watch.flowing.values()) - at, 1)
+        result.notes += [f"{path} flowing after {t - at:.0f} s" for path, t in watch.flowing.items()]
         now_pids = self.service_pids()
         if started := [name for name, pid in now_pids.items() if pid not in (None, pids.get(name))]:
             result.notes.append(f"services started again: {', '.join(started)}")

@@ -4,7 +4,7 @@ from itertools import pairwise
 
 import pytest
 
-from instashop.chaos import FAULTS, POISON, FaultResult, Report, poison_messages, schedule, verdict
+from instashop.chaos import FAULTS, POISON, Fault, FaultResult, Recovery, Report, poison_messages, schedule, verdict
 from instashop.debezium import decode
 from instashop.events import map_change
 
@@ -77,3 +77,25 @@ def test_a_piece_left_broken_at_the_end_fails_the_soak():
     report = _clean_report()
     report.end_health["Spark app"] = False  # e.g. crash-looping on its checkpoint after the last fault
     assert verdict(report) == ["Spark app is not healthy at the end"]
+
+
+def test_recovery_counts_from_the_last_time_the_piece_became_healthy_and_needs_every_path():
+    health = iter([True, False, True, True])
+    flowing = {"DWH": iter([False, True, True, True]), "Redis": iter([False, False, False, True])}
+    fault = Fault(
+        "SIGKILL Kafka broker",
+        inject=lambda: None,
+        restart=lambda: "",
+        healthy=lambda: next(health),
+        paths={path: (lambda since, answers=answers: next(answers)) for path, answers in flowing.items()},
+    )
+    watch = Recovery(fault, since=0.0, settle=0.0)
+    watch.look()  # healthy, nothing flowing yet
+    first = watch.healthy_since
+    watch.look()  # down again (e.g. Airflow's scheduler exits late): the streak is broken
+    assert watch.healthy_since is None and set(watch.flowing) == {"DWH"}
+    watch.look()
+    assert watch.healthy_since is not None and watch.healthy_since >= first
+    assert not watch.recovered()  # Redis not flowing yet
+    watch.look()
+    assert watch.recovered()
