@@ -43,7 +43,7 @@ test: up ## The whole test suite against the real services: unit, then integrati
 	@$(RUFF) check .
 	@$(PYTEST) tests/unit tests/integration tests/e2e
 
-bench: setup ## Benchmarks (~20 min): tables printed, JSON + PNG charts saved under var/bench/
+bench: setup ## Benchmarks (~20-30 min): tables printed, JSON + PNG charts saved under var/bench/
 	@.venv/bin/python -m benchmarks.setup_timing
 	@$(INSTASHOP) connector register
 	@$(INSTASHOP) jobs stop generator
