@@ -72,6 +72,7 @@ from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, migrations, partitions, rollups
 from instashop.backfill import DayRange
 from instashop.config import Settings, load_settings
+from instashop.spec_queries import SPEC_QUERIES
 from instashop.stack import manager
 
 BENCH_DB = "dwh_querybench"
@@ -84,53 +85,9 @@ console = Console(width=None if sys.stdout.isatty() else 140)  # a log file gets
 
 # --- the queries ------------------------------------------------------------------------------
 
-# The spec's "Consultas Típicas", verbatim but for trailing spaces (spec/DWH_ERD.md).
-SPEC = {
-    "transacciones": """
-SELECT
-    DATE(timestamp) as fecha,
-    COUNT(*) as total_transacciones,
-    SUM(amount) as ingresos_totales,
-    AVG(amount) as ticket_promedio
-FROM realtime_events
-WHERE event_type = 'transaction'
-GROUP BY DATE(timestamp)
-ORDER BY fecha DESC;
-""",
-    "clientes": """
-SELECT
-    customer_id,
-    customer_name,
-    COUNT(*) as total_eventos,
-    COUNT(CASE WHEN event_type = 'transaction' THEN 1 END) as transacciones,
-    SUM(CASE WHEN event_type = 'transaction' THEN amount ELSE 0 END) as gasto_total
-FROM realtime_events
-WHERE customer_id IS NOT NULL
-GROUP BY customer_id, customer_name
-ORDER BY gasto_total DESC;
-""",
-    "productos": """
-SELECT
-    product_id,
-    product_name,
-    category,
-    COUNT(*) as veces_vendido,
-    SUM(amount) as ingresos_generados,
-    AVG(amount) as precio_promedio
-FROM realtime_events
-WHERE event_type = 'transaction_item'
-GROUP BY product_id, product_name, category
-ORDER BY ingresos_generados DESC;
-""",
-    "sesiones": """
-SELECT
-    outcome,
-    COUNT(*) as total_sesiones,
-    AVG(EXTRACT(EPOCH FROM (timestamp - (session_data->>'start_time')::timestamp))) as duracion_promedio
-FROM customer_sessions
-GROUP BY outcome;
-""",
-}
+# The spec's "Consultas Típicas" without their trailing spaces, so the bounded variants below can
+# edit them line by line.
+SPEC = {name: "\n".join(line.rstrip() for line in query.split("\n")) for name, query in SPEC_QUERIES.items()}
 
 # The same with a time filter, as a dashboard sends it: literal bounds, so the planner prunes.
 _BOUNDS = '"timestamp" >= %(start)s AND "timestamp" < %(end)s'
