@@ -19,21 +19,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from instashop import airflow_connections as conns
 from instashop import backfill, rollups
-
-
-def _date_param(title: str, description: str) -> Param:
-    return Param(
-        None,
-        type=["null", "string"],
-        format="date",
-        pattern=backfill.DATE_PATTERN,
-        title=title,
-        description=description,
-    )
+from instashop.dag_params import date_param
 
 
 @dag(
@@ -45,10 +35,10 @@ def _date_param(title: str, description: str) -> Param:
     doc_md=__doc__,
     tags=["instashop", "dwh", "rollups"],
     params={
-        "start_date": _date_param(
+        "start_date": date_param(
             "Start date", "First day (UTC), YYYY-MM-DD. Empty, with the end date: yesterday and today."
         ),
-        "end_date": _date_param("End date", "Last day (UTC), inclusive, YYYY-MM-DD. Empty: the start day."),
+        "end_date": date_param("End date", "Last day (UTC), inclusive, YYYY-MM-DD. Empty: the start day."),
     },
     default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
 )

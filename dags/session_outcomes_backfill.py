@@ -25,17 +25,7 @@ from airflow.sdk import Param, dag, task
 
 from instashop import airflow_connections as conns
 from instashop import backfill
-
-
-def _date_param(title: str, description: str) -> Param:
-    return Param(
-        None,
-        type=["null", "string"],
-        format="date",
-        pattern=backfill.DATE_PATTERN,
-        title=title,
-        description=description,
-    )
+from instashop.dag_params import date_param
 
 
 @dag(
@@ -47,8 +37,8 @@ def _date_param(title: str, description: str) -> Param:
     doc_md=__doc__,
     tags=["instashop", "dwh", "sessions", "backfill"],
     params={
-        "start_date": _date_param("Start date", "First day (UTC), YYYY-MM-DD. Empty with the end date: yesterday."),
-        "end_date": _date_param("End date", "Last day (UTC), inclusive, YYYY-MM-DD. Empty: the start day."),
+        "start_date": date_param("Start date", "First day (UTC), YYYY-MM-DD. Empty with the end date: yesterday."),
+        "end_date": date_param("End date", "Last day (UTC), inclusive, YYYY-MM-DD. Empty: the start day."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Count only; write nothing."),
     },
     default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
