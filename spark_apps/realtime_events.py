@@ -2,7 +2,7 @@
 
 Inputs: Debezium's CDC topics `<prefix>.public.<table>` (JSON without schemas, decimals as exact
 strings, timestamptz as ISO-8601 UTC strings) and the consumer's enriched transaction items
-(instashop.consumer._item_json). One JSON schema covers both, so each record is parsed once.
+(instashop.warehouse, _UPSERT_EVENTS). One JSON schema covers both, so each record is parsed once.
 
 Which changes count (each row once, by its key; the aggregation drops repeats of a key):
 - transactions, page_views, searches, cart_events: creates and snapshot reads (`c`, `r`). Updates

@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -25,13 +24,16 @@ from instashop.config import Settings
 from instashop.connector import CDC_TOPIC_PATTERN
 from instashop.debezium import DecodeError, decode
 from instashop.events import DimensionRow, EventRow, SessionRow, map_change
-from instashop.warehouse import Batch, DeadLetter, EnrichedItem, WarehouseWriter, WriteResult
+from instashop.warehouse import Batch, DeadLetter, WarehouseWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
 # A change event of the shop's tables is a few KiB; anything this large is not one of ours.
 MAX_MESSAGE_BYTES = 256 * 1024
 HEARTBEAT_COMPONENT = "consumer"
+# While catching up, how often the sessions of the batches written meanwhile are recomputed: a
+# session's events are spread over several catch-up batches and are aggregated once, not per batch.
+SESSION_REFRESH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def to_batch(messages: list[Message]) -> Batch:
             batch.dimensions.append(row)
         elif isinstance(row, SessionRow):
             batch.sessions.append(row)
+    batch.staged()  # the COPY text is built here, on the decode thread, not on the DWH writer's
     return batch
 
 
@@ -90,6 +93,8 @@ class DwhConsumer:
         self._stopping = False
         self._stats = {"batches": 0, "messages": 0, "events_written": 0, "dead_letters": 0}
         self._last_heartbeat = 0.0
+        self._sessions_refreshed = 0.0
+        self._sessions_deferred = False  # the last batch queued its sessions instead of refreshing them
 
     @property
     def stats(self) -> dict[str, int]:
@@ -118,8 +123,11 @@ class DwhConsumer:
                 if in_flight is not None:
                     self._finish(in_flight, producer, consumer)
                     in_flight = None
+                if batch is None and self._sessions_deferred:
+                    batch = Batch()  # caught up: recompute the sessions queued meanwhile
                 if batch is not None:
-                    in_flight = _InFlight(messages, batch, writer.submit(self._write, dwh, batch))
+                    defer = self._defer_sessions(len(messages))
+                    in_flight = _InFlight(messages, batch, writer.submit(self._write, dwh, batch, defer))
                 writer.submit(self._maybe_heartbeat, dwh)
             if in_flight is not None:  # stop requested: the batch in flight is finished and committed
                 self._finish(in_flight, producer, consumer)
@@ -161,11 +169,12 @@ class DwhConsumer:
                 },
             )
         for item in result.items:
-            producer.produce(self.options.enriched_items_topic, key=item.event_key, value=_item_json(item))
+            producer.produce(self.options.enriched_items_topic, key=item.event_key, value=item.message)
         undelivered = producer.flush(30)
         if undelivered:
             raise RuntimeError(f"{undelivered} messages to Kafka not delivered; offsets not committed")
-        consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+        if messages:
+            consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
         self._count(messages, result)
         return result
 
@@ -175,12 +184,21 @@ class DwhConsumer:
         self._stats["events_written"] += result.events_upserted + result.events_deleted
         self._stats["dead_letters"] += result.dead_letters
 
-    def _write(self, dwh: _DwhConnection, batch: Batch) -> WriteResult:
+    def _defer_sessions(self, batch_messages: int) -> bool:
+        """Catching up (a full batch), sessions are recomputed every few seconds, not every batch."""
+        now = time.monotonic()
+        full = batch_messages >= self.options.batch_size
+        self._sessions_deferred = full and now - self._sessions_refreshed < SESSION_REFRESH_INTERVAL
+        if not self._sessions_deferred:
+            self._sessions_refreshed = now
+        return self._sessions_deferred
+
+    def _write(self, dwh: _DwhConnection, batch: Batch, defer_sessions: bool) -> WriteResult:
         """Write the batch, waiting out a DWH restart: the batch is kept and written once it is back."""
         delay = 1.0
         while True:
             try:
-                return dwh.writer().write(batch)
+                return dwh.writer().write(batch, defer_sessions)
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as err:
                 dwh.close()
                 if self._stopping:
@@ -255,23 +273,6 @@ def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
     for m in messages:
         last[(m.topic(), m.partition())] = max(m.offset(), last.get((m.topic(), m.partition()), -1))
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
-
-
-def _item_json(item: EnrichedItem) -> bytes:
-    return msgspec.json.encode(
-        {
-            "event_key": item.event_key,
-            "source_lsn": item.source_lsn,
-            "event_time": item.timestamp.isoformat(),
-            "transaction_id": item.raw_data.get("transaction_id"),
-            "product_id": item.product_id,
-            "product_name": item.product_name,
-            "category": item.category,
-            "quantity": item.raw_data.get("quantity"),
-            "unit_price": item.raw_data.get("unit_price"),
-            "amount": str(item.amount),
-        }
-    )
 
 
 def run(settings: Settings, options: ConsumerOptions | None = None) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -277,18 +277,5 @@ def _event_row(change: Change, row: dict[str, Any], key: Any, deleted: bool) -> 
         product_id=row.get("product_id"),
         amount=row[amount_column] if amount_column else None,
         session_id=row.get("session_id"),
-        raw_data=_jsonable(row),
+        raw_data=row,
     )
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    """raw_data keeps the original row; exact decimals stay strings, times ISO-8601 UTC."""
-    out = {}
-    for column, value in row.items():
-        if isinstance(value, Decimal):
-            out[column] = str(value)
-        elif isinstance(value, datetime | date):
-            out[column] = value.isoformat()
-        else:
-            out[column] = value
-    return out

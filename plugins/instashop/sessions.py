@@ -16,11 +16,11 @@ from datetime import datetime
 OUTCOMES = ("conversion", "cart_abandonment", "bounce")
 
 # Aggregates of each session's events, merged into session_data, for the sessions in %(ids)s.
-# `= ANY(array)` (not a join with the list) keeps the plan on the session_id index of every
-# partition even when the statistics lag behind a fast-growing table.
+# `= ANY(array)` (not a join with the list) keeps the plans on the session_id index of every
+# partition and on customer_sessions' primary key (a join was planned as a scan of all sessions),
+# even when the statistics lag behind a fast-growing table.
 _REFRESH = """
-WITH target AS (SELECT unnest(%(ids)s::varchar[]) AS session_id),
-activity AS (
+WITH activity AS (
     SELECT e.session_id,
            count(*) FILTER (WHERE e.event_type = 'user_behavior')                         AS page_views,
            coalesce(jsonb_agg(e.raw_data->>'page_type' ORDER BY e."timestamp", e.event_key)
@@ -61,8 +61,8 @@ computed AS (
              ELSE 'bounce'
            END AS outcome
     FROM customer_sessions s
-    JOIN target t ON t.session_id = s.session_id
     LEFT JOIN activity a ON a.session_id = s.session_id
+    WHERE s.session_id = ANY(%(ids)s::varchar[])
 )
 UPDATE customer_sessions s
 SET session_data = c.session_data, outcome = c.outcome
@@ -70,6 +70,23 @@ FROM computed c
 WHERE s.session_id = c.session_id
   AND (s.session_data IS DISTINCT FROM c.session_data OR s.outcome IS DISTINCT FROM c.outcome)
 """
+
+
+_QUEUE = "INSERT INTO session_refresh_queue (session_id) SELECT unnest(%s::varchar[]) ON CONFLICT DO NOTHING"
+_DEQUEUE = "DELETE FROM session_refresh_queue RETURNING session_id"
+
+
+def queue_refresh(cur, session_ids: set[str]) -> None:
+    """Queue sessions for the next `refresh_queued` (sql/dwh/007_session_refresh_queue.sql)."""
+    if session_ids:
+        cur.execute(_QUEUE, (sorted(session_ids),))
+
+
+def refresh_queued(cur, session_ids: set[str]) -> int:
+    """Recompute these sessions and every queued one, emptying the queue; returns the rows changed."""
+    cur.execute(_DEQUEUE)
+    queued = {session_id for (session_id,) in cur.fetchall()}
+    return refresh_sessions(cur, sorted(session_ids | queued))
 
 
 def refresh_sessions(cur, session_ids: list[str]) -> int:

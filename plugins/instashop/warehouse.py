@@ -14,14 +14,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 from psycopg2.extras import Json, execute_values
 
 from instashop.events import DimensionRow, EventRow, SessionRow
-from instashop.sessions import refresh_sessions
+from instashop.sessions import queue_refresh, refresh_queued
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +39,40 @@ class DeadLetter:
     reason: str
 
 
+@dataclass(frozen=True)
+class StagedEvents:
+    """The newest change per event of a batch and the same rows in COPY's text format."""
+
+    events: list[EventRow]
+    copy_data: bytes
+
+
 @dataclass
 class Batch:
     events: list[EventRow] = field(default_factory=list)
     dimensions: list[DimensionRow] = field(default_factory=list)
     sessions: list[SessionRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    _staged: StagedEvents | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.dimensions) + len(self.sessions) + len(self.dead_letters)
 
+    def staged(self) -> StagedEvents:
+        """Built once; the consumer calls it on its decode thread, so the DWH writer only waits on SQL."""
+        if self._staged is None:
+            latest = _latest(self.events, key=lambda e: e.event_key)
+            self._staged = StagedEvents(latest, "".join(map(_copy_line, latest)).encode())
+        return self._staged
+
 
 @dataclass(frozen=True)
 class EnrichedItem:
-    """A transaction item as written to the DWH, with its product's name and category."""
+    """A transaction item as written to the DWH, with its product's name and category, as published."""
 
     event_key: str
-    source_lsn: int
-    timestamp: datetime
-    product_id: int
-    product_name: str | None
-    category: str | None
-    amount: Decimal
-    raw_data: dict[str, Any]
+    message: bytes  # JSON: event_key, source_lsn, event_time, transaction_id, product_id, product_name,
+    # category, quantity, unit_price, amount (the Spark app's input, spark_apps/realtime_events.py)
 
 
 @dataclass(frozen=True)
@@ -109,8 +119,9 @@ WHERE s.deleted AND e.event_key = s.event_key AND e.source_lsn < s.source_lsn
 RETURNING e.session_id
 """
 
-# Returns the rows written (replays that change nothing return none) and, for the enriched-items
-# topic, the columns of the transaction items.
+# Returns the number of rows written (replays that change nothing write none) and, for the
+# enriched-items topic, each transaction item written as its JSON message, built in the database so
+# no row has to be converted to Python objects and back.
 _UPSERT_EVENTS = """
 WITH written AS (
 INSERT INTO realtime_events (event_type, "timestamp", customer_id, customer_name, product_id, product_name,
@@ -130,9 +141,13 @@ SET event_type = EXCLUDED.event_type, customer_id = EXCLUDED.customer_id,
 WHERE realtime_events.source_lsn < EXCLUDED.source_lsn
 RETURNING event_type, event_key, source_lsn, "timestamp", product_id, product_name, category, amount, raw_data
 )
--- Every written row is counted; only transaction items carry their columns back.
-SELECT event_type = 'transaction_item', event_key, source_lsn, "timestamp", product_id, product_name, category,
-       amount, CASE WHEN event_type = 'transaction_item' THEN raw_data END
+SELECT count(*),
+       coalesce(array_agg(event_key) FILTER (WHERE event_type = 'transaction_item'), '{}'),
+       coalesce(array_agg(json_build_object(
+           'event_key', event_key, 'source_lsn', source_lsn, 'event_time', "timestamp",
+           'transaction_id', raw_data->'transaction_id', 'product_id', product_id, 'product_name', product_name,
+           'category', category, 'quantity', raw_data->'quantity', 'unit_price', raw_data->'unit_price',
+           'amount', amount::text)::text) FILTER (WHERE event_type = 'transaction_item'), '{}')
 FROM written
 """
 
@@ -163,17 +178,29 @@ class WarehouseWriter:
         with conn, conn.cursor() as cur:
             cur.execute(_CREATE_STAGING)
 
-    def write(self, batch: Batch) -> WriteResult:
-        events = _latest(batch.events, key=lambda e: e.event_key)
+    def write(self, batch: Batch, defer_sessions: bool = False) -> WriteResult:
+        """Write the batch in one transaction.
+
+        defer_sessions=True queues the sessions the batch touched instead of recomputing them now
+        (catching up, the next batches will likely touch them again); the next write without it
+        recomputes them together with its own.
+        """
+        staged = batch.staged()
+        events = staged.events
         with self.conn, self.conn.cursor() as cur:
             new_dimension_keys = self._write_dimensions(cur, batch.dimensions)
-            items, upserted, deleted_sessions = self._write_events(cur, events)
+            items, upserted, deleted_sessions = self._write_events(cur, staged)
             for table, keys in new_dimension_keys.items():
                 cur.execute(_BACKFILL_CUSTOMER_NAMES if table == "customers" else _BACKFILL_PRODUCT_NAMES, (keys,))
             self._write_sessions(cur, batch.sessions)
             # A deleted event (its `before` holds only the key) names its session through the DWH row.
             touched = {s.session_id for s in batch.sessions} | {e.session_id for e in events if e.session_id}
-            sessions_changed = refresh_sessions(cur, sorted(touched | set(filter(None, deleted_sessions))))
+            touched |= set(filter(None, deleted_sessions))
+            sessions_changed = 0
+            if defer_sessions:
+                queue_refresh(cur, touched)
+            else:
+                sessions_changed = refresh_queued(cur, touched)
             self._write_dead_letters(cur, batch.dead_letters)
         return WriteResult(upserted, len(deleted_sessions), sessions_changed, len(batch.dead_letters), items)
 
@@ -185,16 +212,20 @@ class WarehouseWriter:
                 (component, Json(details)),
             )
 
-    def _write_events(self, cur, events: list[EventRow]) -> tuple[list[EnrichedItem], int, list[str | None]]:
+    def _write_events(self, cur, staged: StagedEvents) -> tuple[list[EnrichedItem], int, list[str | None]]:
         """Merge the events; returns the items written, the count upserted, the deleted rows' sessions."""
-        if not events:
+        if not staged.events:
             return [], 0, []
-        cur.copy_expert(f"COPY staging_events ({', '.join(_STAGING_COLUMNS)}) FROM STDIN", _copy_buffer(events))
-        cur.execute(_DELETE_EVENTS)
-        deleted_sessions = [session_id for (session_id,) in cur.fetchall()]
+        columns = ", ".join(_STAGING_COLUMNS)
+        cur.copy_expert(f"COPY staging_events ({columns}) FROM STDIN", io.BytesIO(staged.copy_data), size=_COPY_CHUNK)
+        deleted_sessions = []
+        if any(e.deleted for e in staged.events):
+            cur.execute(_DELETE_EVENTS)
+            deleted_sessions = [session_id for (session_id,) in cur.fetchall()]
         cur.execute(_UPSERT_EVENTS)
-        written = cur.fetchall()
-        return [EnrichedItem(*row[1:]) for row in written if row[0]], len(written), deleted_sessions
+        upserted, item_keys, item_messages = cur.fetchone()
+        items = [EnrichedItem(key, message.encode()) for key, message in zip(item_keys, item_messages, strict=True)]
+        return items, upserted, deleted_sessions
 
     def _write_dimensions(self, cur, rows: list[DimensionRow]) -> dict[str, list[int]]:
         """Upsert/delete dimension rows; returns the keys per table that were new to the DWH."""
@@ -288,41 +319,32 @@ def _latest(rows: Iterable, key) -> list:
     return list(newest.values())
 
 
-def _copy_buffer(events: list[EventRow]) -> io.StringIO:
-    lines = []
-    for e in events:
-        values = (
-            e.event_key,
-            e.source_lsn,
-            e.deleted,
-            e.event_type,
-            e.timestamp,
-            e.customer_id,
-            e.product_id,
-            e.amount,
-            e.session_id,
-            e.raw_data,
-        )
-        lines.append("\t".join(_copy_text(v) for v in values))
-    return io.StringIO("\n".join(lines) + "\n")
-
-
+_COPY_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_CHUNK = 1 << 20  # bytes per write to the COPY stream (psycopg2 reads 8 KiB by default)
 
 
-def _copy_text(value: Any) -> str:
-    """One field in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        value = msgspec.json.encode(value).decode()
-    return str(value).translate(_COPY_ESCAPES)
+def _copy_line(e: EventRow) -> str:
+    """A staging_events row in COPY's text format (columns as in _STAGING_COLUMNS).
+
+    One f-string per row: this runs for every event, so no per-field dispatch on type. Integers,
+    decimals, timestamps and the mapper's event types need no escaping; text from the source does.
+    """
+    return (
+        f"{e.event_key.translate(_COPY_ESCAPES)}\t{e.source_lsn}\t{'t' if e.deleted else 'f'}\t{e.event_type}\t"
+        f"{_COPY_NULL if e.timestamp is None else e.timestamp.isoformat()}\t"
+        f"{_COPY_NULL if e.customer_id is None else e.customer_id}\t"
+        f"{_COPY_NULL if e.product_id is None else e.product_id}\t"
+        f"{_COPY_NULL if e.amount is None else e.amount}\t"
+        f"{_COPY_NULL if e.session_id is None else e.session_id.translate(_COPY_ESCAPES)}\t"
+        f"{_COPY_NULL if e.raw_data is None else _copy_json(e.raw_data)}\n"
+    )
+
+
+def _copy_json(value: dict[str, Any]) -> str:
+    """JSON escapes control characters itself; COPY only needs its backslashes doubled."""
+    text = msgspec.json.encode(value).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -5,6 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from instashop.debezium import Change, DecodeError, decode
@@ -73,6 +74,9 @@ TX = {
 
 def test_transaction_maps_to_spec_fields_with_exact_amount_and_utc_time():
     row = map_change(_change("transactions", "u", after=TX))
+    # raw_data is the typed row; stored as JSON it keeps exact decimals as strings and times in UTC.
+    stored_raw_data = json.loads(msgspec.json.encode(row.raw_data))
+    assert stored_raw_data == {**TX, "created_at": "2026-03-01T21:30:00.500000", "updated_at": "2026-03-01T21:31:00"}
     assert row == EventRow(
         event_key="transactions:7",
         source_lsn=42,
@@ -83,7 +87,12 @@ def test_transaction_maps_to_spec_fields_with_exact_amount_and_utc_time():
         product_id=None,
         amount=Decimal("10.05"),
         session_id="sess_1",
-        raw_data={**TX, "created_at": "2026-03-01T21:30:00.500000", "updated_at": "2026-03-01T21:31:00"},
+        raw_data={
+            **TX,
+            "total_amount": Decimal("10.05"),
+            "created_at": datetime(2026, 3, 1, 21, 30, 0, 500000),
+            "updated_at": datetime(2026, 3, 1, 21, 31),
+        },
     )
 
 
