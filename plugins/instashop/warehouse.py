@@ -40,11 +40,14 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
-class StagedEvents:
-    """The newest change per event of a batch and the same rows in COPY's text format."""
+class Staged:
+    """A batch prepared for the DWH: the newest change per row, upserts in COPY's text format."""
 
     events: list[EventRow]
-    copy_data: bytes
+    events_copy: bytes
+    sessions_copy: bytes
+    session_deletes: list[SessionRow]
+    touched_sessions: set[str]  # whose session_data and outcome may change (deleted events add theirs)
 
 
 @dataclass
@@ -53,16 +56,23 @@ class Batch:
     dimensions: list[DimensionRow] = field(default_factory=list)
     sessions: list[SessionRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    _staged: StagedEvents | None = field(default=None, repr=False)
+    _staged: Staged | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.dimensions) + len(self.sessions) + len(self.dead_letters)
 
-    def staged(self) -> StagedEvents:
+    def staged(self) -> Staged:
         """Built once; the consumer calls it on its decode thread, so the DWH writer only waits on SQL."""
         if self._staged is None:
-            latest = _latest(self.events, key=lambda e: e.event_key)
-            self._staged = StagedEvents(latest, "".join(map(_copy_line, latest)).encode())
+            events = _latest(self.events, key=lambda e: e.event_key)
+            sessions = _latest(self.sessions, key=lambda r: r.session_id)
+            self._staged = Staged(
+                events=events,
+                events_copy="".join(map(_copy_line, events)).encode(),
+                sessions_copy="".join(_session_copy_line(r) for r in sessions if not r.deleted).encode(),
+                session_deletes=[r for r in sessions if r.deleted],
+                touched_sessions={r.session_id for r in sessions} | {e.session_id for e in events if e.session_id},
+            )
         return self._staged
 
 
@@ -110,6 +120,27 @@ CREATE TEMP TABLE IF NOT EXISTS staging_events (
     session_id  varchar(255),
     raw_data    jsonb
 ) ON COMMIT DELETE ROWS
+"""
+
+_CREATE_STAGING_SESSIONS = """
+CREATE TEMP TABLE IF NOT EXISTS staging_sessions (
+    session_id   varchar(255) NOT NULL,
+    customer_id  bigint,
+    session_data jsonb        NOT NULL,
+    ts           timestamp,
+    source_lsn   bigint       NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+# session_data is merged: the consumer's aggregates (instashop.sessions) are kept.
+_UPSERT_SESSIONS = """
+INSERT INTO customer_sessions (session_id, customer_id, session_data, "timestamp", source_lsn)
+SELECT session_id, customer_id, session_data, ts, source_lsn FROM staging_sessions
+ON CONFLICT (session_id) DO UPDATE
+SET customer_id = EXCLUDED.customer_id,
+    session_data = coalesce(customer_sessions.session_data, '{}') || EXCLUDED.session_data,
+    "timestamp" = EXCLUDED."timestamp", source_lsn = EXCLUDED.source_lsn
+WHERE customer_sessions.source_lsn < EXCLUDED.source_lsn
 """
 
 _DELETE_EVENTS = """
@@ -177,6 +208,7 @@ class WarehouseWriter:
         self.conn = conn
         with conn, conn.cursor() as cur:
             cur.execute(_CREATE_STAGING)
+            cur.execute(_CREATE_STAGING_SESSIONS)
 
     def write(self, batch: Batch, defer_sessions: bool = False) -> WriteResult:
         """Write the batch in one transaction.
@@ -186,16 +218,14 @@ class WarehouseWriter:
         recomputes them together with its own.
         """
         staged = batch.staged()
-        events = staged.events
         with self.conn, self.conn.cursor() as cur:
             new_dimension_keys = self._write_dimensions(cur, batch.dimensions)
             items, upserted, deleted_sessions = self._write_events(cur, staged)
             for table, keys in new_dimension_keys.items():
                 cur.execute(_BACKFILL_CUSTOMER_NAMES if table == "customers" else _BACKFILL_PRODUCT_NAMES, (keys,))
-            self._write_sessions(cur, batch.sessions)
+            self._write_sessions(cur, staged)
             # A deleted event (its `before` holds only the key) names its session through the DWH row.
-            touched = {s.session_id for s in batch.sessions} | {e.session_id for e in events if e.session_id}
-            touched |= set(filter(None, deleted_sessions))
+            touched = staged.touched_sessions | set(filter(None, deleted_sessions))
             sessions_changed = 0
             if defer_sessions:
                 queue_refresh(cur, touched)
@@ -212,12 +242,12 @@ class WarehouseWriter:
                 (component, Json(details)),
             )
 
-    def _write_events(self, cur, staged: StagedEvents) -> tuple[list[EnrichedItem], int, list[str | None]]:
+    def _write_events(self, cur, staged: Staged) -> tuple[list[EnrichedItem], int, list[str | None]]:
         """Merge the events; returns the items written, the count upserted, the deleted rows' sessions."""
         if not staged.events:
             return [], 0, []
         columns = ", ".join(_STAGING_COLUMNS)
-        cur.copy_expert(f"COPY staging_events ({columns}) FROM STDIN", io.BytesIO(staged.copy_data), size=_COPY_CHUNK)
+        _copy(cur, f"COPY staging_events ({columns}) FROM STDIN", staged.events_copy)
         deleted_sessions = []
         if any(e.deleted for e in staged.events):
             cur.execute(_DELETE_EVENTS)
@@ -257,31 +287,11 @@ class WarehouseWriter:
                 )
         return changed
 
-    def _write_sessions(self, cur, rows: list[SessionRow]) -> None:
-        latest = _latest(rows, key=lambda r: r.session_id)
-        upserts = [r for r in latest if not r.deleted]
-        deletes = [r for r in latest if r.deleted]
-        if upserts:
-            execute_values(
-                cur,
-                'INSERT INTO customer_sessions (session_id, customer_id, session_data, "timestamp", source_lsn) '
-                "VALUES %s ON CONFLICT (session_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, "
-                "session_data = coalesce(customer_sessions.session_data, '{}') || EXCLUDED.session_data, "
-                '"timestamp" = EXCLUDED."timestamp", source_lsn = EXCLUDED.source_lsn '
-                "WHERE customer_sessions.source_lsn < EXCLUDED.source_lsn",
-                [
-                    (
-                        r.session_id,
-                        r.customer_id,
-                        Json(_session_source_data(r)),
-                        r.ended_at or r.started_at,
-                        r.source_lsn,
-                    )
-                    for r in upserts
-                ],
-                page_size=PAGE_SIZE,
-            )
-        if deletes:
+    def _write_sessions(self, cur, staged: Staged) -> None:
+        if staged.sessions_copy:
+            _copy(cur, "COPY staging_sessions FROM STDIN", staged.sessions_copy)
+            cur.execute(_UPSERT_SESSIONS)
+        if deletes := staged.session_deletes:
             cur.execute(
                 "DELETE FROM customer_sessions s USING unnest(%s::varchar[], %s::bigint[]) AS x(id, lsn) "
                 "WHERE s.session_id = x.id AND s.source_lsn < x.lsn",
@@ -301,12 +311,18 @@ class WarehouseWriter:
             )
 
 
-def _session_source_data(row: SessionRow) -> dict[str, Any]:
-    return {
-        "start_time": _iso(row.started_at),
-        "end_time": _iso(row.ended_at),
-        "device": row.device,
-    }
+def _copy(cur, statement: str, data: bytes) -> None:
+    cur.copy_expert(statement, io.BytesIO(data), size=_COPY_CHUNK)
+
+
+def _session_copy_line(row: SessionRow) -> str:
+    """A staging_sessions row: what the source row tells of the session (start, end, device)."""
+    source_data = {"start_time": _iso(row.started_at), "end_time": _iso(row.ended_at), "device": row.device}
+    at = row.ended_at or row.started_at
+    return (
+        f"{row.session_id.translate(_COPY_ESCAPES)}\t{_COPY_NULL if row.customer_id is None else row.customer_id}\t"
+        f"{_copy_json(source_data)}\t{_COPY_NULL if at is None else at.isoformat()}\t{row.source_lsn}\n"
+    )
 
 
 def _latest(rows: Iterable, key) -> list:
