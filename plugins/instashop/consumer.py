@@ -19,7 +19,7 @@ from typing import Any
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from instashop import topics
+from instashop import topics, typed_changes
 from instashop.config import Settings
 from instashop.connector import CDC_TOPIC_PATTERN
 from instashop.debezium import DecodeError, decode
@@ -76,7 +76,10 @@ def _map_message(message: Message):
     value = message.value()
     if value is not None and len(value) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"message of {len(value)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
-    change = decode(message.key(), value)
+    mapped = typed_changes.map_message(message.topic(), message.key(), value)
+    if mapped is not None:
+        return mapped
+    change = decode(message.key(), value)  # anything the fast path does not take, with the reason if bad
     return None if change is None else map_change(change)
 
 

@@ -77,14 +77,14 @@ def decode(key: bytes | None, value: bytes | None) -> Change | None:
     source = envelope.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("table"), str):
         raise DecodeError("envelope has no source.table")
-    before = _convert_row(envelope.get("before"), schema.structs.get("before", {}), "before")
-    after = _convert_row(envelope.get("after"), schema.structs.get("after", {}), "after")
+    before = convert_row(envelope.get("before"), schema.structs.get("before", {}), "before")
+    after = convert_row(envelope.get("after"), schema.structs.get("after", {}), "after")
     if (op == "d" and before is None) or (op != "d" and after is None):
         raise DecodeError(f"op {op!r} without its {'before' if op == 'd' else 'after'} row")
     return Change(
         table=source["table"],
         op=op,
-        key=_decode_key(key),
+        key=decode_key(key),
         before=before,
         after=after,
         lsn=_int(source.get("lsn"), "source.lsn"),
@@ -94,11 +94,12 @@ def decode(key: bytes | None, value: bytes | None) -> Change | None:
     )
 
 
-def _decode_key(key: bytes | None) -> dict[str, Any]:
+def decode_key(key: bytes | None) -> dict[str, Any]:
+    """A message key (the row's primary key), checked and converted like `decode` does."""
     if key is None:
         raise DecodeError("message has no key (Debezium keys every row change by its primary key)")
     payload, schema = _parse_message(key, "key")
-    converted = _convert_row(payload, schema.fields, "key")
+    converted = convert_row(payload, schema.fields, "key")
     if not converted:
         raise DecodeError("key is empty")
     return converted
@@ -135,6 +136,11 @@ def _payload(payload: Any) -> dict[str, Any]:
     return payload
 
 
+def row_converters(raw_schema: bytes, struct: str) -> Converters:
+    """The converters of the fields of a logical type of `struct` ("after") in an embedded schema."""
+    return _prepared(raw_schema).structs.get(struct, {})
+
+
 @functools.lru_cache(maxsize=1024)
 def _prepared(raw_schema: bytes) -> Schema:
     """Every message of a table carries the same schema: parse and prepare it once."""
@@ -158,7 +164,7 @@ def _converters(fields: dict[str, dict[str, Any]]) -> Converters:
     return {name: (_LOGICAL_TYPES[f["name"]], f) for name, f in fields.items() if f.get("name") in _LOGICAL_TYPES}
 
 
-def _convert_row(row: Any, converters: Converters, what: str) -> dict[str, Any] | None:
+def convert_row(row: Any, converters: Converters, what: str) -> dict[str, Any] | None:
     if row is None:
         return None
     if not isinstance(row, dict):

@@ -111,8 +111,33 @@ def _timestamp(value: Any) -> datetime:
     raise TypeError(f"expected an ISO-8601 timestamp, got {value!r}")
 
 
-def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else parse(value)
+@dataclass(frozen=True)
+class _Optional:
+    """A nullable column: None, or what `parse` accepts."""
+
+    parse: Callable[[Any], Any]
+
+    def __call__(self, value: Any) -> Any:
+        return None if value is None else self.parse(value)
+
+
+_optional = _Optional
+
+# What each parser takes as our connector writes it (decimals and times as strings): the column
+# types of instashop.typed_changes' structs. Text and integers need no parsing once so typed.
+_JSON_TYPES: dict[Callable[[Any], Any], type] = {_int: int, _text: str, _money: str, _timestamp: str}
+
+
+def json_type(parse: Callable[[Any], Any]) -> Any:
+    """The JSON type a column parser takes (None allowed for a nullable column)."""
+    if isinstance(parse, _Optional):
+        return _JSON_TYPES[parse.parse] | None
+    return _JSON_TYPES[parse]
+
+
+def needs_parsing(parse: Callable[[Any], Any]) -> bool:
+    """False for a column whose JSON value (as `json_type` says) is already the typed value."""
+    return (parse.parse if isinstance(parse, _Optional) else parse) not in (_int, _text)
 
 
 @dataclass(frozen=True)
@@ -243,15 +268,19 @@ _EVENT_TABLES = {
 
 def map_change(change: Change) -> Mapped:
     deleted = change.op == "d"
-    row = parse_row(change.table, change.row, complete=not deleted)
-    spec = SOURCE_TABLES[change.table]
+    return map_row(change.table, deleted, change.lsn, parse_row(change.table, change.row, complete=not deleted))
+
+
+def map_row(table: str, deleted: bool, lsn: int, row: dict[str, Any]) -> Mapped:
+    """A typed source row (`parse_row`'s result) of a change at `lsn` -> its warehouse row."""
+    spec = SOURCE_TABLES[table]
     key = row[spec.primary_key]
-    if change.table in _EVENT_TABLES:
-        return _event_row(change, row, key, deleted)
-    if change.table == "sessions":
+    if table in _EVENT_TABLES:
+        return _event_row(table, lsn, row, key, deleted)
+    if table == "sessions":
         return SessionRow(
             session_id=key,
-            source_lsn=change.lsn,
+            source_lsn=lsn,
             deleted=deleted,
             customer_id=row.get("customer_id"),
             device=row.get("device"),
@@ -259,17 +288,17 @@ def map_change(change: Change) -> Mapped:
             ended_at=row.get("ended_at"),
         )
     values = {c: v for c, v in row.items() if c != spec.primary_key}
-    return DimensionRow(change.table, key, change.lsn, deleted, values)
+    return DimensionRow(table, key, lsn, deleted, values)
 
 
-def _event_row(change: Change, row: dict[str, Any], key: Any, deleted: bool) -> EventRow:
-    event_type, time_column, amount_column = _EVENT_TABLES[change.table]
-    event_key = f"{change.table}:{key}"
+def _event_row(table: str, lsn: int, row: dict[str, Any], key: Any, deleted: bool) -> EventRow:
+    event_type, time_column, amount_column = _EVENT_TABLES[table]
+    event_key = f"{table}:{key}"
     if deleted:
-        return EventRow(event_key, change.lsn, True, event_type, row.get(time_column))
+        return EventRow(event_key, lsn, True, event_type, row.get(time_column))
     return EventRow(
         event_key=event_key,
-        source_lsn=change.lsn,
+        source_lsn=lsn,
         deleted=False,
         event_type=event_type,
         timestamp=row[time_column],
