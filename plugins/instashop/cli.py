@@ -304,8 +304,8 @@ def connector_status() -> None:
 def connector_register() -> None:
     """Create or update the connector from stack/connect/instashop-oltp.json (idempotent)."""
     with _connect_errors():
-        created = _connect().register()
-    click.echo(f"{connector.CONNECTOR_NAME}: {'created' if created else 'configuration updated'}")
+        outcome = _connect().register()
+    click.echo(f"{connector.CONNECTOR_NAME}: {outcome}")
 
 
 @connector_group.command("restart")

@@ -2,7 +2,8 @@
 
 Its configuration lives in `stack/connect/instashop-oltp.json`; secrets and ports in it are
 `${env:…}` references that the Connect worker resolves (EnvVarConfigProvider), so the REST API
-never shows a password. `register` is idempotent: PUT creates or updates.
+never shows a password. `register` is idempotent: it creates, updates a changed configuration, or
+leaves a current one alone.
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ class ConnectClient:
         self.base = settings["CONNECT_URL"].rstrip("/")
         self.timeout = timeout
 
-    def register(self, name: str = CONNECTOR_NAME, config: dict[str, Any] | None = None) -> bool:
-        """Create or update the connector; True if it was created."""
+    def register(self, name: str = CONNECTOR_NAME, config: dict[str, Any] | None = None) -> str:
+        """Create the connector, or update it if its configuration differs: created, updated or unchanged.
+
+        Only a changed configuration is PUT: Connect restarts the connector on every PUT, even of an
+        unchanged configuration, which `make demo` and `make bench` would do each time.
+        """
         config = config if config is not None else load_config()
+        current = self._call("GET", f"/connectors/{name}/config", ok=(200, 404))
+        if current.status_code == 200 and {k: v for k, v in current.json().items() if k != "name"} == config:
+            return "unchanged"
         response = self._call("PUT", f"/connectors/{name}/config", json=config)
-        return response.status_code == 201
+        return "created" if response.status_code == 201 else "updated"
 
     def state(self, name: str = CONNECTOR_NAME) -> ConnectorState:
         response = self._call("GET", f"/connectors/{name}/status", ok=(200, 404))

@@ -8,6 +8,7 @@ import psycopg2
 import pytest
 
 from instashop import generator
+from instashop.connector import ConnectClient, load_config
 from instashop.stack.kafka import KafkaConnect
 from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
 
@@ -28,6 +29,19 @@ def _assert_dwh_equals_truth(settings) -> None:
 def test_spec_queries_equal_the_oltp_truth(settings, cdc_pipeline):
     _generate(settings, sessions=400, rate=0, seed=11)
     _assert_dwh_equals_truth(settings)
+
+
+def test_registering_again_leaves_a_current_connector_alone(settings, cdc_pipeline):
+    connect = ConnectClient(settings)
+    assert connect.register() == "unchanged"
+    try:
+        assert connect.register(config={**load_config(), "heartbeat.interval.ms": "9000"}) == "updated"
+    finally:
+        assert connect.register() == "updated"  # back to the file's configuration
+    deadline = time.monotonic() + 60
+    while not connect.state().healthy:
+        assert time.monotonic() < deadline, f"connector not running after the update: {connect.state()}"
+        time.sleep(1)
 
 
 def test_consumer_killed_mid_stream_loses_and_duplicates_nothing(settings, cdc_pipeline):
