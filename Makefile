@@ -43,14 +43,14 @@ test: up ## The whole test suite against the real services: unit, then integrati
 	@$(RUFF) check .
 	@$(PYTEST) tests/unit tests/integration tests/e2e
 
-bench: setup ## Benchmarks (~20-30 min): tables printed, JSON + PNG charts saved under var/bench/
-	@.venv/bin/python -m benchmarks.setup_timing
+bench: up ## Benchmarks (~20 min): tables printed, JSON + PNG charts saved under var/bench/
 	@$(INSTASHOP) connector register
 	@$(INSTASHOP) jobs stop generator
 	@$(INSTASHOP) jobs start consumer spark
 	@.venv/bin/python -m benchmarks.consumer_throughput
 	@.venv/bin/python -m benchmarks.e2e_latency
 	@.venv/bin/python -m benchmarks.warehouse_queries
+	@.venv/bin/python -m benchmarks.setup_timing  # last: it restarts the whole stack
 	@.venv/bin/python -m benchmarks.summary
 
 chaos: demo ## Fault-injection soak (~10 min): kill and restart each piece under load, then diff; var/bench/chaos.json
