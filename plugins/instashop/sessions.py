@@ -16,9 +16,9 @@ from datetime import datetime
 OUTCOMES = ("conversion", "cart_abandonment", "bounce")
 
 # Aggregates of each session's events, merged into session_data, for the sessions in %(ids)s.
-# `= ANY(array)` (not a join with the list) keeps the plans on the session_id index of every
-# partition and on customer_sessions' primary key (a join was planned as a scan of all sessions),
-# even when the statistics lag behind a fast-growing table.
+# `= ANY(array)` (not a join with the list) keeps the plan on the session_id index of every
+# partition even when the statistics lag behind a fast-growing table, and lets customer_sessions
+# be read by its primary key (a join with the list was hashed against a scan of every session).
 _REFRESH = """
 WITH activity AS (
     SELECT e.session_id,

@@ -78,11 +78,14 @@ class Batch:
 
 @dataclass(frozen=True)
 class EnrichedItem:
-    """A transaction item as written to the DWH, with its product's name and category, as published."""
+    """A transaction item as written to the DWH and published for the Spark app (its Kafka key, its JSON).
+
+    The JSON has event_key, source_lsn, event_time, transaction_id, product_id, product_name,
+    category, quantity, unit_price and amount (read by spark_apps/realtime_events.py).
+    """
 
     event_key: str
-    message: bytes  # JSON: event_key, source_lsn, event_time, transaction_id, product_id, product_name,
-    # category, quantity, unit_price, amount (the Spark app's input, spark_apps/realtime_events.py)
+    message: bytes
 
 
 @dataclass(frozen=True)
