@@ -232,6 +232,11 @@ def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
         ),
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.stateStore.checkpointFormatVersion": "2",
+        # Counting the state's rows costs RocksDB a lookup on every write (Spark's RocksDB tuning advice).
+        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
+        # No batch without data just to move the watermark and evict state: a change arriving
+        # meanwhile would wait for it. Eviction happens in the next batch with data instead.
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
         "spark.sql.streaming.minBatchesToRetain": "20",
         # Without native Hadoop, the default (FileContext) checkpoint manager forks `readlink` for
         # every rename (and `chmod` for every file): ~40 processes per batch. The FileSystem API
