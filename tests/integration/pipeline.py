@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import date
 from decimal import Decimal
 
 import psycopg2
+from psycopg2 import sql
 
+from instashop import migrations, partitions
 from instashop.spec_queries import SPEC_QUERIES
 
 # The same answers computed from the shop's own tables.
@@ -111,3 +116,27 @@ def spec_answers_equal_truth(settings) -> dict[str, tuple[list, list]]:
         )
         for name in SPEC_QUERIES
     }
+
+
+@contextmanager
+def scratch_warehouse(settings, name: str, first_day: date, last_day: date) -> Iterator:
+    """A fresh database `name` migrated like `dwh`, with daily partitions for first_day..last_day;
+    yields a superuser connection to it and drops the database afterwards."""
+    _recreate(settings, name, drop_only=False)
+    migrations.migrate(settings, (migrations.Target("dwh", name, "postgres"),))
+    conn = psycopg2.connect(settings.admin_dsn(name))
+    try:
+        partitions.ensure_daily_partitions(conn, first_day, last_day)
+        yield conn
+    finally:
+        conn.close()
+        _recreate(settings, name, drop_only=True)
+
+
+def _recreate(settings, name: str, drop_only: bool) -> None:
+    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if not drop_only:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -25,7 +25,7 @@ from psycopg2.extensions import make_dsn
 
 from instashop import migrations, partitions, rollups
 from instashop.backfill import DayRange
-from tests.integration.pipeline import SPEC_QUERIES
+from tests.integration.pipeline import SPEC_QUERIES, scratch_warehouse
 from tests.integration.test_airflow_dags import run_dag
 
 pytestmark = pytest.mark.integration
@@ -88,25 +88,9 @@ def _insert(conn, days: list[date], seed: int = 3, tag: str = "", sessions: bool
 @pytest.fixture
 def scratch(settings) -> Iterator[psycopg2.extensions.connection]:
     """A fresh database migrated like `dwh` with DAYS of known rows; a superuser connection to it."""
-    _recreate(settings, drop_only=False)
-    migrations.migrate(settings, (migrations.Target("dwh", SCRATCH_DB, "postgres"),))
-    conn = psycopg2.connect(settings.admin_dsn(SCRATCH_DB))
-    partitions.ensure_daily_partitions(conn, DAYS[0], DAYS[-1] + timedelta(days=2))
-    _insert(conn, DAYS)
-    try:
+    with scratch_warehouse(settings, SCRATCH_DB, DAYS[0], DAYS[-1] + timedelta(days=2)) as conn:
+        _insert(conn, DAYS)
         yield conn
-    finally:
-        conn.close()
-        _recreate(settings, drop_only=True)
-
-
-def _recreate(settings, drop_only: bool) -> None:
-    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB)))
-            if not drop_only:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
 
 
 def _readonly(settings):

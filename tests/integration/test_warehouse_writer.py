@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import datetime, timedelta
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
-from instashop import migrations, partitions
 from instashop.debezium import Change
 from instashop.events import map_change
 from instashop.warehouse import Batch, WarehouseWriter
+from tests.integration.pipeline import scratch_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -32,24 +30,8 @@ AWKWARD = 'tab\there, new\nline, cr\r, back\\slash \\N "quoted" ñandú ✓ \\u0
 
 @pytest.fixture
 def writer(settings) -> Iterator[WarehouseWriter]:
-    _recreate(settings, drop_only=False)
-    migrations.migrate(settings, (migrations.Target("dwh", SCRATCH_DB, "postgres"),))
-    conn = psycopg2.connect(settings.admin_dsn(SCRATCH_DB))
-    partitions.ensure_daily_partitions(conn, AT.date(), AT.date() + timedelta(days=1))
-    try:
+    with scratch_warehouse(settings, SCRATCH_DB, AT.date(), AT.date() + timedelta(days=1)) as conn:
         yield WarehouseWriter(conn)
-    finally:
-        conn.close()
-        _recreate(settings, drop_only=True)
-
-
-def _recreate(settings, drop_only: bool) -> None:
-    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB)))
-            if not drop_only:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
 
 
 def _batch(*changes: tuple[str, str, dict, int]) -> Batch:
