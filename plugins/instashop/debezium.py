@@ -26,7 +26,7 @@ _json = msgspec.json.Decoder()
 # Top-level members left undecoded: an embedded schema is parsed once per distinct schema, not per message.
 _members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # JsonConverter with schemas.enable=true writes the schema first: {"schema":...,"payload":...}.
-_SCHEMA_FIRST = b'{"schema":'
+SCHEMA_FIRST = b'{"schema":'
 
 # Field name -> (converter, the field's Connect schema), for the fields of a logical type only.
 Converters = dict[str, tuple[Callable[[Any, dict[str, Any]], Any], dict[str, Any]]]
@@ -117,7 +117,7 @@ def _parse_json(raw: bytes, what: str) -> dict[str, Any]:
 
 def _parse_message(raw: bytes, what: str) -> tuple[dict[str, Any], Schema]:
     """The payload and its prepared schema (empty without an embedded schema)."""
-    if raw.startswith(_SCHEMA_FIRST):
+    if raw.startswith(SCHEMA_FIRST):
         try:
             members = _members.decode(raw)
             if members.keys() == {"schema", "payload"}:

@@ -121,8 +121,6 @@ class _Optional:
         return None if value is None else self.parse(value)
 
 
-_optional = _Optional
-
 # What each parser takes as our connector writes it (decimals and times as strings): the column
 # types of instashop.typed_changes' structs. Text and integers need no parsing once so typed.
 _JSON_TYPES: dict[Callable[[Any], Any], type] = {_int: int, _text: str, _money: str, _timestamp: str}
@@ -169,7 +167,7 @@ SOURCE_TABLES: dict[str, SourceTable] = {
             "customer_id": _int,
             "device": _text,
             "started_at": _timestamp,
-            "ended_at": _optional(_timestamp),
+            "ended_at": _Optional(_timestamp),
         },
     ),
     "page_views": SourceTable(
@@ -179,7 +177,7 @@ SOURCE_TABLES: dict[str, SourceTable] = {
             "session_id": _text,
             "customer_id": _int,
             "page_type": _text,
-            "product_id": _optional(_int),
+            "product_id": _Optional(_int),
             "viewed_at": _timestamp,
         },
     ),
@@ -213,7 +211,7 @@ SOURCE_TABLES: dict[str, SourceTable] = {
         {
             "transaction_id": _int,
             "customer_id": _int,
-            "session_id": _optional(_text),
+            "session_id": _Optional(_text),
             "total_amount": _money,
             "payment_method": _text,
             "status": _text,

@@ -23,7 +23,6 @@ import msgspec
 
 from instashop import debezium, events
 
-_SCHEMA_FIRST = b'{"schema":'
 _OPS = ("c", "u", "r")  # a delete's `before` may hold only the key: the general path maps it
 
 
@@ -48,7 +47,7 @@ def map_message(topic: str, key: bytes | None, value: bytes | None) -> events.Ma
     if decoders is None or value is None or key is None:
         return None
     try:
-        if value.startswith(_SCHEMA_FIRST):
+        if value.startswith(debezium.SCHEMA_FIRST):
             message = decoders.with_schema.decode(value)
             change, converters = message.payload, debezium.row_converters(bytes(message.schema), "after")
         else:
