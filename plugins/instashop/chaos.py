@@ -407,7 +407,7 @@ class Soak:
             "Kafka broker": self.probes.broker_accepts_produce,
             "Debezium connector": self.probes.connector_healthy,
             "consumer": self.probes.consumer_healthy,
-            "Spark app": lambda: int(self.probes.spark_beat().get("batch_id") or -1) >= 0,
+            "Spark app": self.probes.spark_healthy,
         }
 
     def health(self) -> dict[str, bool]:

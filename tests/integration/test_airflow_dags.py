@@ -512,11 +512,11 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
 
     client = redis.Redis.from_url(settings["REDIS_URL"])
     prefix, checkpoint = "live:airflow-test-spark", str(tmp_path / "checkpoint")
-    job = jobs.spark_job(
-        settings, "--checkpoint", checkpoint, "--key-prefix", prefix, "--no-ui", name="spark-airflow-test"
-    )
+    # Real-time Mode (the default) reports a batch at each checkpoint: every 10 s here, not 5 min.
+    args = ("--checkpoint", checkpoint, "--key-prefix", prefix, "--no-ui", "--interval", "10 seconds")
+    job = jobs.spark_job(settings, *args, name="spark-airflow-test")
     spec = supervisor.Supervised(job, lambda: supervisor.redis_heartbeat(client, prefix), policy=supervisor.Policy())
-    # A micro-batch runs only when new records arrive: a trickle of shop activity keeps batches coming.
+    # A trickle of shop activity: records flow through the app the whole time.
     stop_load = threading.Event()
     load = generator.GeneratorConfig(rate=20, seed=53, customers=100, products=30)
     writer = threading.Thread(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from instashop import live_metrics
+from instashop import live_metrics, topics
 from instashop.live_metrics import Aggregate
 
 REPO = Path(__file__).parents[2]
@@ -381,3 +381,40 @@ def test_malformed_records_are_counted_per_topic_and_window(spark):
     assert aggs[("10s", T0, "malformed", "instashop.public.transactions")].count == 2
     assert aggs[("1m", T0 + 60, "malformed", ITEMS_TOPIC)].count == 1
     assert aggs[("1m", T0, "transactions", "")].count == 1
+
+
+# --- the Real-time Mode relay (spark_apps/redis_relay.py) ----------------------------------------
+
+
+def test_rows_through_the_relay_topic_equal_the_query_rows(spark):
+    from realtime_aggregation import window_aggregates
+    from realtime_events import events
+    from redis_relay import kafka_records, parse
+    from redis_sink import to_aggregate
+
+    messages = [
+        _transaction(1, "10.10", T0 + 1),
+        _transaction(2, "99999999.99", T0 + 2),
+        _item("transaction_items:1", "6.05", 3, T0 + 1),
+        _cart(1, "s1", "add", T0 + 1),
+        {"topic": "instashop.public.transactions", "value": "{", "kafka_time": T0 + 3},
+    ]
+    aggregates = window_aggregates(events(_records(spark, messages), ITEMS_TOPIC), "10 minutes")
+    direct = sorted(map(to_aggregate, aggregates.collect()), key=repr)
+    records = aggregates.select(*kafka_records(aggregates)).collect()
+    relayed = sorted((to_aggregate(parse(r["value"].encode())) for r in records), key=repr)
+    assert relayed == direct  # exact amounts (100000010.09), nulls kept, every group
+    assert {r["key"] for r in records} == {f"{a.width}|{a.start}|{a.group}|{a.dim}" for a in direct}
+
+
+def test_relay_writes_the_newest_row_of_each_group():
+    from redis_relay import newest_per_group
+
+    rows = [
+        {"width": "10s", "start": T0, "grp": "transactions", "dim": "", "count": 1},
+        {"width": "1m", "start": T0, "grp": "transactions", "dim": "", "count": 1},
+        {"width": "10s", "start": T0, "grp": "transactions", "dim": "", "count": 2},
+    ]
+    assert newest_per_group(rows) == [rows[2], rows[1]]
+    assert topics.live_aggregates("live") == "instashop.live.aggregates"
+    assert topics.live_aggregates("live:it:ab12") == "instashop.live.it.ab12.aggregates"
