@@ -308,9 +308,11 @@ class Heartbeat:
             log.warning("heartbeat not written: %s", err)
 
     def rows_written(self, last_event_time: datetime | None) -> None:
-        """From the sink or relay: the newest event time it wrote (exact, not window-truncated)."""
+        """From the sink or relay: the newest event time it wrote (exact, not window-truncated). The
+        next write publishes it: in Real-time Mode the relay writes all along, batches end rarely."""
         if last_event_time and (self.last_event_time is None or last_event_time > self.last_event_time):
             self.last_event_time = last_event_time
+            self.fields["last_event_time"] = last_event_time.replace(tzinfo=UTC).isoformat()
 
     def alive(self) -> None:
         self.stream_alive = time.monotonic()
@@ -320,14 +322,13 @@ class Heartbeat:
         event_time = progress.get("eventTime") or {}
         late = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators") or [])
         self.late_rows += late
-        last = self.last_event_time.replace(tzinfo=UTC).isoformat() if self.last_event_time else None
         self.write(
             status="running",
             batch_id=progress.get("batchId"),
             input_rows_per_second=round(progress.get("inputRowsPerSecond") or 0.0, 1),
             processed_rows_per_second=round(progress.get("processedRowsPerSecond") or 0.0, 1),
             batch_duration_ms=(progress.get("durationMs") or {}).get("triggerExecution"),
-            last_event_time=last or event_time.get("max"),
+            last_event_time=self.fields.get("last_event_time") or event_time.get("max"),
             watermark=event_time.get("watermark"),
             late_rows=self.late_rows,
         )
