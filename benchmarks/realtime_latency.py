@@ -1,11 +1,13 @@
 """OLTP commit -> metric visible in Redis, under ~1,000 events/s, for each trigger of the Spark app.
 
 Not a test: prints a table. For each mode it starts its own instance of spark_apps/realtime_metrics.py
-(own checkpoint, key prefix live:bench:<run>, no UI), so nobody's `live:*` keys are touched; mode
-`running` measures the app `instashop spark start` runs instead (one Spark app on the box, as in
-production; its past live:* windows then count the probes). For each:
+(own checkpoint, key prefix live:bench:<run>, no UI), so nobody's `live:*` keys are touched, while the
+app `instashop spark start` runs is stopped (stream_supervisor paused meanwhile): one Spark app on the
+box, as in production. Mode `running` measures that app instead (its past live:* windows then count
+the probes). For each:
 
-1. load: the shop generator writes sessions at --rate row changes/s for --duration seconds;
+1. load: the shop generator writes sessions at --rate row changes/s for --duration seconds, after
+   --warm-up-seconds of the same load (not measured: a new instance catches up while its JVM warms);
 2. probes: meanwhile, --probes-per-second single transactions are committed with `created_at` in
    10-second windows 70 s to 4 min in the past (no other order lands there: the generator's orders
    are at most 30 s old), and a poller watches Redis until each window's `transactions` counter
@@ -27,6 +29,8 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +44,8 @@ from rich.table import Table
 
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, live_metrics, topics
+from instashop.airflow_api import AirflowApiError, AirflowClient
+from instashop.chaos import SUPERVISOR_DAG
 from instashop.config import Settings, load_settings
 from instashop.jobs import Job, spark_job
 from instashop.stack.process import wait_until
@@ -223,6 +229,10 @@ def measure(settings: Settings, client: redis.Redis, run_id: str, mode: str, arg
         console.print(f"[bold]{run.mode}[/]: warming up (log {job.process.log_file})")
         if not _warm_up(prober, job, timeout=240):
             raise RuntimeError(f"{mode}: the app did not count a probe within 240 s; see {job.process.log_file}")
+        if args.warm_up_seconds:  # a fresh JVM meets the load's code paths: ~20 s of catching up
+            console.print(f"  warming up under load for {args.warm_up_seconds:.0f} s (not measured)")
+            _load_with_probes(settings, prober, argparse.Namespace(**{**vars(args), "duration": args.warm_up_seconds}))
+            wait_until(lambda: all(p.visible for p in prober.probes), 60, 0.2)
         measured_from = time.time()
         prober.probes.clear()
         run.generated = _load_with_probes(settings, prober, args)
@@ -379,17 +389,46 @@ def main() -> None:
     p.add_argument("--probes-per-second", type=float, default=4.0)
     p.add_argument("--interval", help="trigger interval (default: 0 s micro-batch, 5 min real-time checkpoints)")
     p.add_argument("--watermark", default="10 minutes")
+    p.add_argument("--warm-up-seconds", type=float, default=30.0, help="load before measuring (0: none)")
     p.add_argument("--capacity-seconds", type=float, default=60.0, help="0 skips the capacity run")
     args = p.parse_args()
     settings = load_settings()
     client = redis.Redis.from_url(settings["REDIS_URL"])
     run_id = datetime.now(UTC).strftime("%H%M%S")
-    runs = [measure(settings, client, run_id, mode, args) for mode in args.modes.split(",")]
-    if args.capacity_seconds:
-        console.print("[bold]capacity[/]: catching up from the earliest offsets (micro-batch)")
-        capacity_run = next((r for r in runs if r.mode == "micro-batch"), runs[0])
-        capacity_run.capacity = capacity(settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark)
+    modes = args.modes.split(",")
+    with nullcontext() if "running" in modes else production_app_stopped(settings):
+        runs = [measure(settings, client, run_id, mode, args) for mode in modes]
+        if args.capacity_seconds:
+            console.print("[bold]capacity[/]: catching up from the earliest offsets (micro-batch)")
+            capacity_run = next((r for r in runs if r.mode == "micro-batch"), runs[0])
+            capacity_run.capacity = capacity(
+                settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark
+            )
     report(runs, args)
+
+
+@contextmanager
+def production_app_stopped(settings: Settings) -> Iterator[None]:
+    """One Spark app on the 2 cores, as in production: the running app is stopped while our instances
+    are measured (stream_supervisor paused, so that it does not start it again), then restored."""
+    job = spark_job(settings)
+    if not job.pid():
+        yield
+        return
+    airflow, was_paused = AirflowClient(settings), None
+    try:
+        was_paused = airflow.is_paused(SUPERVISOR_DAG)
+        airflow.set_paused(SUPERVISOR_DAG, True)
+    except AirflowApiError as err:
+        console.print(f"[yellow]{SUPERVISOR_DAG} not paused, it may start the app meanwhile: {err}[/]")
+    console.print("stopping the running Spark app until the measurements are done")
+    job.stop()
+    try:
+        yield
+    finally:
+        job.start()
+        if was_paused is False:
+            airflow.set_paused(SUPERVISOR_DAG, False)
 
 
 if __name__ == "__main__":

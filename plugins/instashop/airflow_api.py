@@ -32,6 +32,13 @@ class AirflowClient:
         """queued, running, success or failed."""
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
+    def is_paused(self, dag_id: str) -> bool:
+        return bool(self._call("GET", f"/api/v2/dags/{dag_id}")["is_paused"])
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause (no new runs, scheduled or triggered) or unpause, like the UI's toggle."""
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
+
     def _token(self) -> str:
         return self._request("POST", "/auth/token", json=self.credentials)["access_token"]
 
