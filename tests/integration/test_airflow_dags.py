@@ -34,18 +34,34 @@ pytestmark = pytest.mark.integration
 DAG_TEST_TIMEOUT = 240
 
 # Loads the DAG from dags/, turns retries off (a failing task must fail the run now, not in five
-# minutes), runs dag.test() and prints the run's state, task states and return values.
+# minutes), runs dag.test() and prints the run's state, task states and return values. The DAG is
+# paused meanwhile: the stack's scheduler would otherwise take up the run's task instances too, and
+# the loser of that race fails ("TI was not in a state where it could be marked as running").
 _DAG_TEST = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
+from airflow.models.dag import DagModel
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
+
+def set_paused(dag_id, paused):
+    with create_session() as session:
+        model = session.get(DagModel, dag_id)
+        was = model.is_paused if model else None
+        if model:
+            model.is_paused = paused
+    return was
 
 dag_id, conf, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 dag = DagBag(dag_folder=folder, safe_mode=False).dags[dag_id]
 for task in dag.tasks:
     task.retries = 0
-run = dag.test(run_conf=conf)
+was_paused = set_paused(dag_id, True)
+try:
+    run = dag.test(run_conf=conf)
+finally:
+    if was_paused is not None:
+        set_paused(dag_id, was_paused)
 with create_session() as session:
     tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
     rows = session.query(XComModel).filter(
