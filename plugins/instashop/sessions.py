@@ -13,29 +13,35 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from instashop.pg_arrays import text_array
+
 OUTCOMES = ("conversion", "cart_abandonment", "bounce")
 
 # Aggregates of each session's events, merged into session_data, for the sessions in %(ids)s.
-# `= ANY(array)` (not a join with the list) keeps the plan on the session_id index of every
-# partition even when the statistics lag behind a fast-growing table, and lets customer_sessions
-# be read by its primary key (a join with the list was hashed against a scan of every session).
+# Each session's events are read in a LATERAL subquery by its session_id: an index scan per
+# partition whatever the statistics say. `e.session_id = ANY(ids)` over the whole table was planned
+# as a sequential scan of every partition while the day's partition had no statistics yet (a fresh,
+# fast-growing partition), so each refresh cost grew with the table. customer_sessions is read by
+# its primary key (a join with the list was hashed against a scan of every session).
 _REFRESH = """
 WITH activity AS (
-    SELECT e.session_id,
-           count(*) FILTER (WHERE e.event_type = 'user_behavior')                         AS page_views,
-           coalesce(jsonb_agg(e.raw_data->>'page_type' ORDER BY e."timestamp", e.event_key)
-                    FILTER (WHERE e.event_type = 'user_behavior'), '[]')                  AS pages,
-           count(*) FILTER (WHERE e.event_type = 'search')                                AS searches,
-           count(*) FILTER (WHERE e.event_type = 'cart_event' AND e.raw_data->>'action' = 'add')
-                                                                                          AS cart_adds,
-           count(*) FILTER (WHERE e.event_type = 'cart_event' AND e.raw_data->>'action' = 'remove')
-                                                                                          AS cart_removes,
-           count(*) FILTER (WHERE e.event_type = 'transaction')                           AS transactions,
-           coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'transaction'), 0)         AS revenue,
-           max(e."timestamp")                                                             AS last_event
-    FROM realtime_events e
-    WHERE e.session_id = ANY(%(ids)s::varchar[])
-    GROUP BY e.session_id
+    SELECT q.session_id, a.*
+    FROM unnest(%(ids)s::varchar[]) AS q (session_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE e.event_type = 'user_behavior')                         AS page_views,
+               coalesce(jsonb_agg(e.raw_data->>'page_type' ORDER BY e."timestamp", e.event_key)
+                        FILTER (WHERE e.event_type = 'user_behavior'), '[]')                  AS pages,
+               count(*) FILTER (WHERE e.event_type = 'search')                                AS searches,
+               count(*) FILTER (WHERE e.event_type = 'cart_event' AND e.raw_data->>'action' = 'add')
+                                                                                              AS cart_adds,
+               count(*) FILTER (WHERE e.event_type = 'cart_event' AND e.raw_data->>'action' = 'remove')
+                                                                                              AS cart_removes,
+               count(*) FILTER (WHERE e.event_type = 'transaction')                           AS transactions,
+               coalesce(sum(e.amount) FILTER (WHERE e.event_type = 'transaction'), 0)         AS revenue,
+               max(e."timestamp")                                                             AS last_event
+        FROM realtime_events e
+        WHERE e.session_id = q.session_id
+    ) a
 ),
 computed AS (
     SELECT s.session_id,
@@ -79,7 +85,7 @@ _DEQUEUE = "DELETE FROM session_refresh_queue RETURNING session_id"
 def queue_refresh(cur, session_ids: set[str]) -> None:
     """Queue sessions for the next `refresh_queued` (sql/dwh/007_session_refresh_queue.sql)."""
     if session_ids:
-        cur.execute(_QUEUE, (sorted(session_ids),))
+        cur.execute(_QUEUE, (text_array(sorted(session_ids)),))
 
 
 def refresh_queued(cur, session_ids: set[str]) -> int:
@@ -93,7 +99,7 @@ def refresh_sessions(cur, session_ids: list[str]) -> int:
     """Recompute session_data and outcome of these sessions; returns the rows changed."""
     if not session_ids:
         return 0
-    cur.execute(_REFRESH, {"ids": session_ids})
+    cur.execute(_REFRESH, {"ids": text_array(session_ids)})
     return cur.rowcount
 
 
