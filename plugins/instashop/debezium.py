@@ -196,7 +196,17 @@ def _variable_scale_decimal(value: Any, _schema: dict[str, Any]) -> Decimal:
 
 def _zoned_timestamp(value: Any, _schema: dict[str, Any]) -> datetime:
     """ISO-8601 with offset (TIMESTAMPTZ) -> naive UTC, as the DWH stores it."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return naive_utc(value)
+
+
+def naive_utc(text: str) -> datetime:
+    """An ISO-8601 time -> naive UTC; without an offset it is taken as UTC already. ValueError if bad."""
+    if text.endswith("Z"):  # how Debezium writes every zoned time: the naive UTC time is before the Z
+        parsed = datetime.fromisoformat(text[:-1])
+        if parsed.tzinfo is None:
+            return parsed
+        raise ValueError(f"two offsets in {text!r}")
+    parsed = datetime.fromisoformat(text)
     return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 

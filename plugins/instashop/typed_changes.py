@@ -33,12 +33,17 @@ class _Source(msgspec.Struct):
 
 
 class _Decoders(msgspec.Struct):
-    """Per table: messages without a schema, and with one (`{"schema": …, "payload": …}`)."""
+    """Per table: values and keys without a schema, and with one (`{"schema": …, "payload": …}`)."""
 
     table: str
     plain: msgspec.json.Decoder
     with_schema: msgspec.json.Decoder
+    key_plain: msgspec.json.Decoder
+    key_with_schema: msgspec.json.Decoder
     parsed_columns: list[tuple[str, Any]]  # (column, parser) of the columns JSON leaves as strings
+    # The last embedded value schema and its converters: every message of a table carries the same
+    # one, and comparing it costs a fraction of hashing it for a cache lookup. One tuple, one store.
+    schema_converters: tuple[msgspec.Raw, debezium.Converters] | None = None
 
 
 def map_message(topic: str, key: bytes | None, value: bytes | None) -> events.Mapped | None:
@@ -49,31 +54,51 @@ def map_message(topic: str, key: bytes | None, value: bytes | None) -> events.Ma
     try:
         if value.startswith(debezium.SCHEMA_FIRST):
             message = decoders.with_schema.decode(value)
-            change, converters = message.payload, debezium.row_converters(bytes(message.schema), "after")
+            change, converters = message.payload, _converters(decoders, message.schema)
         else:
             change, converters = decoders.plain.decode(value), {}
         if change.op not in _OPS or change.source.table != decoders.table:
             return None
-        debezium.decode_key(key)  # what the general path checks of the key
+        # A key of the primary key's column and type passes the general path's checks.
+        (decoders.key_with_schema if key.startswith(debezium.SCHEMA_FIRST) else decoders.key_plain).decode(key)
         row = debezium.convert_row(msgspec.structs.asdict(change.after), converters, "after")
         for column, parse in decoders.parsed_columns:
             row[column] = parse(row[column])
     except (msgspec.ValidationError, msgspec.DecodeError, debezium.DecodeError, TypeError):
         return None
-    return events.map_row(change.source.table, False, change.source.lsn, row)
+    return events.map_row(change.source.table, False, change.source.lsn, row, created=change.op == "c")
+
+
+def _converters(decoders: _Decoders, schema: msgspec.Raw) -> debezium.Converters:
+    cached = decoders.schema_converters
+    if cached is None or cached[0] != schema:
+        cached = decoders.schema_converters = (schema, debezium.row_converters(bytes(schema), "after"))
+    return cached[1]
 
 
 @functools.cache
 def _decoders(table: str) -> _Decoders | None:
     if table not in events.SOURCE_TABLES:
         return None
-    columns = events.SOURCE_TABLES[table].columns
-    row = msgspec.defstruct(f"{table}_row", [(column, events.json_type(parse)) for column, parse in columns.items()])
+    spec = events.SOURCE_TABLES[table]
+    row = msgspec.defstruct(
+        f"{table}_row", [(column, events.json_type(parse)) for column, parse in spec.columns.items()]
+    )
     change = msgspec.defstruct(
         f"{table}_change", [("op", str), ("source", _Source), ("after", row), ("before", None, None)]
     )
-    message = msgspec.defstruct(
-        f"{table}_message", [("schema", msgspec.Raw), ("payload", change)], forbid_unknown_fields=True
+    key = msgspec.defstruct(f"{table}_key", [(spec.primary_key, events.json_type(spec.columns[spec.primary_key]))])
+    parsed = [(column, parse) for column, parse in spec.columns.items() if events.needs_parsing(parse)]
+    return _Decoders(
+        table,
+        plain=msgspec.json.Decoder(change),
+        with_schema=msgspec.json.Decoder(_with_schema(f"{table}_message", change)),
+        key_plain=msgspec.json.Decoder(key),
+        key_with_schema=msgspec.json.Decoder(_with_schema(f"{table}_key_message", key)),
+        parsed_columns=parsed,
     )
-    parsed = [(column, parse) for column, parse in columns.items() if events.needs_parsing(parse)]
-    return _Decoders(table, msgspec.json.Decoder(change), msgspec.json.Decoder(message), parsed)
+
+
+def _with_schema(name: str, payload: type) -> type:
+    """JsonConverter's envelope with schemas.enable=true; the schema is kept raw (parsed once per table)."""
+    return msgspec.defstruct(name, [("schema", msgspec.Raw), ("payload", payload)], forbid_unknown_fields=True)

@@ -3,7 +3,8 @@
 On a scratch database migrated like `dwh` (`dwh_writer_test`, dropped afterwards), batches built by
 the event mapper are written with `WarehouseWriter`: text from the shop with COPY's special
 characters round-trips unchanged, names are enriched from the dimensions, the enriched-item
-messages carry the written values, a redelivered batch writes nothing and a newer change wins.
+messages carry the written values, a redelivered batch writes nothing and a newer change wins,
+inserts found already written take the merge path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from instashop.debezium import Change
 from instashop.events import map_change
+from instashop.pg_arrays import int_array, text_array
 from instashop.warehouse import Batch, WarehouseWriter
 from tests.integration.pipeline import scratch_warehouse
 
@@ -125,6 +127,27 @@ def test_redelivered_batch_writes_nothing_and_a_newer_change_wins(writer):
 
     deleted = writer.write(_batch(("transaction_items", "d", {"transaction_item_id": 4}, 21)))
     assert deleted.events_deleted == 1 and _rows(writer) == []
+
+
+def test_created_events_already_in_the_dwh_are_merged_instead(writer):
+    """A redelivered insert among new ones: the COPY is rolled back, the merge writes only what is new."""
+    writer.write(_batch(("products", "r", PRODUCT, 10), ("transaction_items", "c", ITEM, 12)))
+    before = _rows(writer)
+
+    result = writer.write(_batch(("transaction_items", "c", ITEM, 12), ("searches", "c", SEARCH, 40)))
+
+    assert (result.events_upserted, result.items) == (1, [])
+    after = _rows(writer)
+    assert [row[0] for row in after] == ["searches:1", "transaction_items:4"]
+    assert after[1] == before[0]
+    assert after[0][:4] == ("searches:1", "search", AT, AWKWARD)
+
+
+def test_array_literals_round_trip(writer):
+    texts = [AWKWARD, "NULL", "", 'say "hi"', "back\\slash\\", "{a,b}", "ñandú"]
+    with writer.conn, writer.conn.cursor() as cur:
+        cur.execute("SELECT %s::varchar[], %s::integer[]", (text_array(texts), int_array([3, -1, 2_000_000_000])))
+        assert cur.fetchone() == (texts, [3, -1, 2_000_000_000])
 
 
 SESSION = {
