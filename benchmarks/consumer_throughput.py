@@ -5,8 +5,9 @@
 Pre-fills scratch topics `bench-<run>.public.<table>` with Debezium change events of realistic shop
 sessions, as JsonConverter writes them with schemas (`benchmarks/cdc_events.py`), then, from those
 very topics, times:
-  1. our consumer (decode, map, COPY + merge into the partitioned realtime_events, session refresh,
-     offset commits) into a scratch warehouse database `dwh_bench` migrated like `dwh`;
+  1. our consumer (decode, map, COPY into the partitioned realtime_events with names from the
+     dimensions, sessions merged and refreshed, offset commits) into a scratch warehouse database
+     `dwh_bench` migrated like `dwh`;
   2. the peer, Debezium's JDBC sink connector on our Kafka Connect worker, in its fastest sensible
      configuration (`benchmarks/jdbc_sink.py`). It only upserts each topic into a table of its own
      in the scratch database `dwh_jdbcbench`: no reshaping into realtime_events/customer_sessions,
