@@ -9,6 +9,7 @@ leaves a current one alone.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from instashop.config import REPO_ROOT, Settings
 CONNECTOR_NAME = "instashop-oltp"
 CONFIG_FILE = REPO_ROOT / "stack" / "connect" / f"{CONNECTOR_NAME}.json"
 TOPIC_PREFIX = "instashop"
+# How long a request is retried while the worker rebalances (after every configuration change).
+REBALANCE_WAIT = 30.0
 # Every CDC topic of the shop's tables (Debezium names them <prefix>.<schema>.<table>).
 CDC_TOPIC_PATTERN = rf"^{TOPIC_PREFIX}\.public\..+"
 
@@ -73,13 +76,24 @@ class ConnectClient:
         self._call("DELETE", f"/connectors/{name}", ok=(204, 404))
 
     def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kwargs) -> requests.Response:
-        try:
-            response = requests.request(method, self.base + path, timeout=self.timeout, **kwargs)
-        except requests.RequestException as err:
-            raise ConnectError(f"Kafka Connect at {self.base} is unreachable: {err}") from None
-        if response.status_code not in ok:
-            raise ConnectError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
-        return response
+        deadline = time.monotonic() + REBALANCE_WAIT
+        while True:
+            try:
+                response = requests.request(method, self.base + path, timeout=self.timeout, **kwargs)
+            except requests.RequestException as err:
+                raise ConnectError(f"Kafka Connect at {self.base} is unreachable: {err}") from None
+            if response.status_code in ok:
+                return response
+            if not (_rebalancing(response) and time.monotonic() < deadline):
+                raise ConnectError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
+            time.sleep(0.5)
+
+
+def _rebalancing(response: requests.Response) -> bool:
+    """Whether the worker refused the request because it is rebalancing, as it does for a moment
+    after every configuration change: 409 "... rebalance is in process" or 500 "... a rebalance is
+    expected"."""
+    return response.status_code in (409, 500) and "rebalance" in response.text
 
 
 def load_config() -> dict[str, Any]:
