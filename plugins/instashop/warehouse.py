@@ -303,7 +303,8 @@ class WarehouseWriter:
             _copy(cur, _COPY_CREATED, _created_copy(staged, customers, products))
         except errors.UniqueViolation as err:
             cur.execute("ROLLBACK TO SAVEPOINT insert_created")
-            log.info("created events already in the DWH (%s): merging them instead", err.diag.message_detail)
+            # Its diag held no detail here (an error inside COPY); the first line names the constraint.
+            log.info("created events already in the DWH (%s): merging them instead", str(err).splitlines()[0])
             return None
         cur.execute("RELEASE SAVEPOINT insert_created")
         return [_enriched_item(message, products) for message in staged.created_items]
