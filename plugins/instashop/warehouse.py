@@ -53,8 +53,8 @@ class Staged:
     """A batch prepared for the DWH: the newest change per row, in COPY's text format."""
 
     events: list[EventRow]
-    created: list[EventRow]  # inserted at the source: COPYed straight into realtime_events
-    created_lines: list[str]  # their realtime_events lines up to the names (see _CREATED_COLUMNS)
+    # Inserted at the source, COPYed straight into realtime_events: each with its line up to the names.
+    created: list[tuple[EventRow, str]]
     created_items: list[dict[str, Any]]  # the created transaction items' messages, names to fill in
     merged_copy: bytes  # the other events, for staging_events
     sessions_copy: bytes
@@ -81,8 +81,7 @@ class Batch:
             created = [e for e in events if e.created]
             self._staged = Staged(
                 events=events,
-                created=created,
-                created_lines=list(map(_created_line, created)),
+                created=[(e, _event_fields(e)) for e in created],
                 created_items=[_item_message(e) for e in created if e.event_type == "transaction_item"],
                 merged_copy="".join(_copy_line(e) for e in events if not e.created).encode(),
                 sessions_copy="".join(_session_copy_line(r) for r in sessions if not r.deleted).encode(),
@@ -113,18 +112,23 @@ class WriteResult:
     items: list[EnrichedItem]
 
 
-_STAGING_COLUMNS = (
-    "event_key",
-    "source_lsn",
-    "deleted",
-    "event_type",
-    "ts",
-    "customer_id",
-    "product_id",
-    "amount",
-    "session_id",
-    "raw_data",
-)
+def _event_columns(timestamp: str) -> tuple[str, ...]:
+    """The columns of an event's fields in COPY lines, in _event_fields' order."""
+    return (
+        "event_type",
+        timestamp,
+        "customer_id",
+        "product_id",
+        "amount",
+        "session_id",
+        "raw_data",
+        "event_key",
+        "source_lsn",
+    )
+
+
+# A staging line adds `deleted`; a created event's realtime_events line, the names read at write time.
+_STAGING_COLUMNS = (*_event_columns("ts"), "deleted")
 
 _CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
@@ -201,22 +205,8 @@ SELECT count(*),
 FROM written
 """
 
-# A created event's realtime_events columns; the names come last, appended by the writer once read.
 # processed_at and source take their defaults (the upsert's values).
-_CREATED_COLUMNS = (
-    "event_type",
-    '"timestamp"',
-    "customer_id",
-    "product_id",
-    "amount",
-    "session_id",
-    "raw_data",
-    "event_key",
-    "source_lsn",
-    "customer_name",
-    "product_name",
-    "category",
-)
+_CREATED_COLUMNS = (*_event_columns('"timestamp"'), "customer_name", "product_name", "category")
 _COPY_CREATED = f"COPY realtime_events ({', '.join(_CREATED_COLUMNS)}) FROM STDIN"
 _CUSTOMER_NAMES = "SELECT customer_id, name FROM dim_customers WHERE customer_id = ANY(%s::integer[])"
 _PRODUCT_NAMES = "SELECT product_id, name, category FROM dim_products WHERE product_id = ANY(%s::integer[])"
@@ -287,7 +277,7 @@ class WarehouseWriter:
         if staged.created:
             inserted = self._insert_created(cur, staged)
             if inserted is None:  # some exist already: merge them with the rest
-                merged_copy += "".join(map(_copy_line, staged.created)).encode()
+                merged_copy += "".join(f"{fields}f\n" for _, fields in staged.created).encode()
             else:
                 items, written = inserted, len(staged.created)
         if not merged_copy:
@@ -297,7 +287,7 @@ class WarehouseWriter:
 
     def _insert_created(self, cur, staged: Staged) -> list[EnrichedItem] | None:
         """COPY the created events into realtime_events; None (and nothing written) if one exists."""
-        customers, products = _dimension_names(cur, staged.created)
+        customers, products = _dimension_names(cur, [e for e, _ in staged.created])
         cur.execute("SAVEPOINT insert_created")
         try:
             _copy(cur, _COPY_CREATED, _created_copy(staged, customers, products))
@@ -408,26 +398,18 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_line(e: EventRow) -> str:
-    """A staging_events row in COPY's text format (columns as in _STAGING_COLUMNS).
+    """A staging_events row in COPY's text format (columns as in _STAGING_COLUMNS)."""
+    return f"{_event_fields(e)}{'t' if e.deleted else 'f'}\n"
+
+
+def _event_fields(e: EventRow) -> str:
+    """The event's fields in COPY's text format, each followed by a tab (see _event_columns).
 
     One f-string per row: this runs for every event, so no per-field dispatch on type. Integers,
     decimals, timestamps and the mapper's event types need no escaping; text from the source does.
     """
     return (
-        f"{e.event_key.translate(_COPY_ESCAPES)}\t{e.source_lsn}\t{'t' if e.deleted else 'f'}\t{e.event_type}\t"
-        f"{_COPY_NULL if e.timestamp is None else e.timestamp.isoformat()}\t"
-        f"{_COPY_NULL if e.customer_id is None else e.customer_id}\t"
-        f"{_COPY_NULL if e.product_id is None else e.product_id}\t"
-        f"{_COPY_NULL if e.amount is None else e.amount}\t"
-        f"{_COPY_NULL if e.session_id is None else e.session_id.translate(_COPY_ESCAPES)}\t"
-        f"{_COPY_NULL if e.raw_data is None else _copy_json(e.raw_data)}\n"
-    )
-
-
-def _created_line(e: EventRow) -> str:
-    """A created event's realtime_events line up to its names (columns as in _CREATED_COLUMNS)."""
-    return (
-        f"{e.event_type}\t{e.timestamp.isoformat()}\t"
+        f"{e.event_type}\t{_COPY_NULL if e.timestamp is None else e.timestamp.isoformat()}\t"
         f"{_COPY_NULL if e.customer_id is None else e.customer_id}\t"
         f"{_COPY_NULL if e.product_id is None else e.product_id}\t"
         f"{_COPY_NULL if e.amount is None else e.amount}\t"
@@ -444,7 +426,7 @@ def _created_copy(staged: Staged, customers: dict[int, str], products: dict[int,
     no_product = f"{_COPY_NULL}\t{_COPY_NULL}"
     return "".join(
         f"{line}{customer_text.get(e.customer_id, _COPY_NULL)}\t{product_text.get(e.product_id, no_product)}\n"
-        for e, line in zip(staged.created, staged.created_lines, strict=True)
+        for e, line in staged.created
     ).encode()
 
 

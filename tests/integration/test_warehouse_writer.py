@@ -4,7 +4,7 @@ On a scratch database migrated like `dwh` (`dwh_writer_test`, dropped afterwards
 the event mapper are written with `WarehouseWriter`: text from the shop with COPY's special
 characters round-trips unchanged, names are enriched from the dimensions, the enriched-item
 messages carry the written values, a redelivered batch writes nothing and a newer change wins,
-inserts found already written take the merge path.
+inserts found already written take the merge path, and both paths publish the same item message.
 """
 
 from __future__ import annotations
@@ -141,6 +141,22 @@ def test_created_events_already_in_the_dwh_are_merged_instead(writer):
     assert [row[0] for row in after] == ["searches:1", "transaction_items:4"]
     assert after[1] == before[0]
     assert after[0][:4] == ("searches:1", "search", AT, AWKWARD)
+
+
+def test_both_write_paths_publish_the_same_item_message(writer):
+    """The COPY path builds an item's message in Python, the merge path in SQL: Spark reads either."""
+    writer.write(_batch(("products", "r", PRODUCT, 10)))
+    [copied] = writer.write(_batch(("transaction_items", "c", ITEM, 12))).items
+    writer.write(_batch(("transaction_items", "d", {"transaction_item_id": 4}, 13)))
+    [merged] = writer.write(_batch(("transaction_items", "r", ITEM, 14))).items  # a snapshot read
+
+    def parsed(message: bytes) -> dict:
+        fields = json.loads(message)
+        return {**fields, "event_time": datetime.fromisoformat(fields["event_time"]), "source_lsn": None}
+
+    assert copied.event_key == merged.event_key == "transaction_items:4"
+    assert parsed(copied.message) == parsed(merged.message)
+    assert json.loads(copied.message)["product_name"] == PRODUCT["name"]
 
 
 def test_array_literals_round_trip(writer):
