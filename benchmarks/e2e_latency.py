@@ -1,6 +1,6 @@
 """End-to-end latency on both paths at several loads: OLTP commit -> DWH row, OLTP commit -> Redis metric.
 
-    .venv/bin/python -m benchmarks.e2e_latency [--rates 100,1000,5000] [--seconds 40]
+    .venv/bin/python -m benchmarks.e2e_latency [--rates 100,1000,5000] [--seconds 40] [--goal-seconds 330]
 
 Needs the running pipeline: the Debezium connector, the consumer and the Spark app (`make demo`
 without the generator: `instashop connector register && instashop jobs start consumer spark`).
@@ -10,6 +10,10 @@ side by side through the production jobs:
     role, every 5 ms) for it. Latency = first seen - commit returned.
   - Redis: 4 transactions/s with `created_at` in past 10-second windows nobody else writes to; a
     poller watches the window's `transactions` counter (see realtime_latency.py).
+The goal rate (1,000/s) runs for --goal-seconds, longer than the Spark app's checkpoint interval in
+Real-time Mode (5 minutes): each checkpoint pauses the stream for seconds, so a shorter window holds
+either no pause or one at several times its real share, and its p99 says more about luck than about
+the pipeline. The table shows how many checkpoints (Spark batches) each window held.
 A path keeps up with a rate when its latency does not grow while the load lasts (lag would show as
 a rising latency): the median of the last third of the probes stays within 1 s of the first third's.
 The max sustained rate is the highest rate the generator reached (>= 90 % of the asked rate) with
@@ -25,6 +29,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg2
 import redis
@@ -45,6 +50,7 @@ REDIS_PROBE_INTERVAL = 0.25
 POLL_INTERVAL = 0.005
 GRACE_SECONDS = 60.0
 GOAL_P99_MS = 1000.0
+GOAL_RATE = 1000.0
 WRITER_RATE = 1000.0  # row changes/s per generator thread
 
 
@@ -87,9 +93,11 @@ class PathResult:
 @dataclass
 class RateResult:
     rate: float
+    seconds: float
     achieved: float
     dwh: PathResult
     redis: PathResult
+    spark_batches: int | None = None  # batches the Spark app ended meanwhile (checkpoints in Real-time Mode)
 
     def sustained(self) -> bool:
         return self.achieved >= 0.9 * self.rate and self.dwh.keeps_up() and self.redis.keeps_up()
@@ -170,25 +178,32 @@ class DwhProbe:
 
 def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float, progress: Progress) -> RateResult:
     dwh, live = DwhProbe(settings), Prober(settings, client, live_metrics.PREFIX)
-    waited = dwh.wait_caught_up()
+    waited, waited_live = dwh.wait_caught_up(), _live_caught_up(live)
     if waited > 1:
         console.print(f"the CDC path had a backlog: caught up after {waited:.0f} s")
+    if waited_live > 1:
+        console.print(f"the Spark app had a backlog: caught up after {waited_live:.0f} s")
+    warm_up_probes = len(live.probes)
     stop_polling = threading.Event()
     pollers = [threading.Thread(target=_poll_until, args=(p, stop_polling), daemon=True) for p in (dwh, live)]
     for poller in pollers:
         poller.start()
     writers, summaries = _load(settings, rate, seconds)
     task = progress.add_task(f"{rate:,.0f} events/s", total=seconds)
+    batches = SparkBatches(client)
     try:
         for writer in writers:
             writer.start()
-        started, windows, next_live = time.perf_counter(), probe_windows(time.time()), 0.0
+        started, next_live, sent = time.perf_counter(), 0.0, 0
         while any(writer.is_alive() for writer in writers):
             elapsed = time.perf_counter() - started
             dwh.fire()
             if elapsed >= next_live:
-                live.commit(windows[int(next_live / REDIS_PROBE_INTERVAL) % len(windows)])
-                next_live += REDIS_PROBE_INTERVAL
+                # Windows move on with the clock: over minutes, fixed ones would pass the watermark.
+                windows = probe_windows(time.time())
+                live.commit(windows[sent % len(windows)])
+                next_live, sent = next_live + REDIS_PROBE_INTERVAL, sent + 1
+                batches.poll()
             progress.update(task, completed=min(elapsed, seconds))
             time.sleep(DWH_PROBE_INTERVAL)
         for writer in writers:
@@ -201,8 +216,47 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
         dwh.close()
         live.delete_probes()
     achieved = sum(summary.per_second(summary.row_changes) for summary in summaries)
-    redis_ms = [1000 * (p.visible - p.committed) for p in live.probes if p.visible]
-    return RateResult(rate, achieved, dwh.result(), PathResult(redis_ms, len(live.probes) - len(redis_ms)))
+    probes = live.probes[warm_up_probes:]
+    redis_ms = [1000 * (p.visible - p.committed) for p in probes if p.visible]
+    slowest = sorted((p for p in probes if p.visible), key=lambda p: p.visible - p.committed)[-3:]
+    when = [f"{datetime.fromtimestamp(p.committed):%H:%M:%S} ({p.visible - p.committed:.1f} s)" for p in slowest]
+    console.print(f"  slowest Redis probes, committed at (see the Spark app's batch log): {', '.join(when)}")
+    redis_result = PathResult(redis_ms, len(probes) - len(redis_ms))
+    return RateResult(rate, seconds, achieved, dwh.result(), redis_result, batches.ended)
+
+
+class SparkBatches:
+    """Counts the batches the Spark app ends while watched (its heartbeat's batch id moves)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client, self.ended = client, 0
+        self.last = self._batch_id()
+
+    def poll(self) -> None:
+        current = self._batch_id()
+        if current is not None and current != self.last:
+            self.ended += current - self.last if self.last is not None else 1
+            self.last = current
+
+    def _batch_id(self) -> int | None:
+        batch_id = (live_metrics.read_heartbeat(self.client) or {}).get("batch_id")
+        return None if batch_id in (None, "") else int(batch_id)
+
+
+def _live_caught_up(live: Prober, timeout: float = 600.0) -> float:
+    """Commit one probe and wait until Redis counts it; returns the seconds it took (not measured).
+
+    A Spark app that was just (re)started replays from its last checkpoint and then warms up its
+    JIT under load: its backlog is not the latency of a running pipeline.
+    """
+    started = time.perf_counter()
+    probe = live.commit(probe_windows(time.time())[-1])
+    while probe.visible is None:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"a Redis probe was not counted within {timeout:.0f} s: is the Spark app running?")
+        time.sleep(0.1)
+        live.poll()
+    return time.perf_counter() - started
 
 
 def _load(settings: Settings, rate: float, seconds: float) -> tuple[list[threading.Thread], list[generator.Summary]]:
@@ -238,13 +292,16 @@ def _drain(dwh: DwhProbe, live: Prober) -> None:
 
 def report(results: list[RateResult], settings: Settings, client: redis.Redis) -> None:
     table = Table(title="OLTP commit -> visible (ms): DWH row and Redis metric")
-    for column in ("asked ev/s", "achieved ev/s", "path", "probes", "p50", "p95", "p99", "max", "keeps up"):
+    columns = ("asked ev/s", "achieved ev/s", "seconds", "Spark batches", "path", "probes", "p50", "p95", "p99", "max")
+    for column in (*columns, "keeps up"):
         table.add_column(column, justify="right")
     for r in results:
         for name, path in (("DWH", r.dwh), ("Redis", r.redis)):
             table.add_row(
                 f"{r.rate:,.0f}",
                 f"{r.achieved:,.0f}",
+                f"{r.seconds:.0f}",
+                "-" if r.spark_batches is None else str(r.spark_batches),
                 name,
                 f"{len(path.latencies)}" + (f" ({path.missing} missing)" if path.missing else ""),
                 *(_ms(path.percentile(q)) for q in (50, 95, 99, 100)),
@@ -252,13 +309,14 @@ def report(results: list[RateResult], settings: Settings, client: redis.Redis) -
             )
     console.print(table)
     sustained = max((r.achieved for r in results if r.sustained()), default=None)
-    at_1000 = next((r for r in results if r.rate == 1000), None)
+    at_goal = next((r for r in results if r.rate == GOAL_RATE), None)
     console.print(f"max sustained rate (both paths keep up): {_rate(sustained)}")
-    if at_1000:
-        for name, path in (("DWH", at_1000.dwh), ("Redis", at_1000.redis)):
+    if at_goal:
+        for name, path in (("DWH", at_goal.dwh), ("Redis", at_goal.redis)):
             p99 = path.percentile(99)
             verdict = "met" if p99 is not None and p99 < GOAL_P99_MS else "[red]missed[/]"
-            console.print(f"goal p99 < 1 s at 1,000 events/s, {name}: {_ms(p99)} ms, {verdict}")
+            over = f"{GOAL_RATE:,.0f} events/s over {at_goal.seconds:.0f} s"
+            console.print(f"goal p99 < 1 s at {over}, {name}: {_ms(p99)} ms, {verdict}")
     settings_used = _settings_used(client)
     console.print(f"settings: {settings_used}")
     save_results(
@@ -268,6 +326,8 @@ def report(results: list[RateResult], settings: Settings, client: redis.Redis) -
                 {
                     "rate": r.rate,
                     "achieved": round(r.achieved),
+                    "seconds": r.seconds,
+                    "spark_batches": r.spark_batches,
                     "sustained": r.sustained(),
                     "dwh": r.dwh.as_dict(),
                     "redis": r.redis.as_dict(),
@@ -312,19 +372,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="100,1000,5000", help="generator row changes/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=40, help="load per rate (default 40)")
+    parser.add_argument(
+        "--goal-seconds",
+        type=float,
+        default=330,
+        help=f"load at the goal rate ({GOAL_RATE:,.0f}/s; default 330: a Real-time checkpoint interval and more)",
+    )
     args = parser.parse_args()
     try:
         rates = [float(rate) for rate in args.rates.split(",")]
     except ValueError:
         parser.error(f"--rates must be numbers separated by commas, got {args.rates!r}")
-    if any(rate <= 0 for rate in rates) or args.seconds < 10:
-        parser.error("every rate must be > 0 and --seconds at least 10")
+    if any(rate <= 0 for rate in rates) or min(args.seconds, args.goal_seconds) < 10:
+        parser.error("every rate must be > 0, and --seconds and --goal-seconds at least 10")
     settings = load_settings()
     client = redis.Redis.from_url(settings["REDIS_URL"])
     if not spark_job(settings).pid():
         parser.error("the Spark app is not running: `instashop jobs start consumer spark` first")
     with Progress(console=console) as progress:
-        results = [measure(settings, client, rate, args.seconds, progress) for rate in rates]
+        results = [
+            measure(settings, client, rate, args.goal_seconds if rate == GOAL_RATE else args.seconds, progress)
+            for rate in rates
+        ]
     report(results, settings, client)
 
 

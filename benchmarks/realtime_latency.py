@@ -358,8 +358,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         f"(in-process renames); shuffle partitions 1; watermark {args.watermark}; micro-batch: Kafka source "
         "coalesced to 1 task, maxOffsetsPerTrigger 20000; real-time: local[<Kafka partitions + 2 x shuffle + 2>] "
         "threads, Kafka sink + relay thread to Redis, 'batch' = its checkpoint interval (each pauses the stream "
-        "~2 s). capacity: Kafka records/s while "
-        "catching up from the earliest offsets (micro-batch, 50,000 per batch)."
+        "for seconds). capacity: Kafka records/s while catching up from the earliest offsets (micro-batch, "
+        "50,000 per batch)."
     )
     console.print(state)
     saved = save_results("realtime_latency", {"modes": figures, "settings": state, "load_rate": args.rate})
