@@ -43,9 +43,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import generator, live_metrics, topics
+from instashop import generator, live_metrics, supervisor, topics
 from instashop.airflow_api import AirflowApiError, AirflowClient
-from instashop.chaos import SUPERVISOR_DAG
 from instashop.config import Settings, load_settings
 from instashop.jobs import Job, spark_job
 from instashop.stack.process import wait_until
@@ -417,10 +416,10 @@ def production_app_stopped(settings: Settings) -> Iterator[None]:
         return
     airflow, was_paused = AirflowClient(settings), None
     try:
-        was_paused = airflow.is_paused(SUPERVISOR_DAG)
-        airflow.set_paused(SUPERVISOR_DAG, True)
+        was_paused = airflow.is_paused(supervisor.DAG_ID)
+        airflow.set_paused(supervisor.DAG_ID, True)
     except AirflowApiError as err:
-        console.print(f"[yellow]{SUPERVISOR_DAG} not paused, it may start the app meanwhile: {err}[/]")
+        console.print(f"[yellow]{supervisor.DAG_ID} not paused, it may start the app meanwhile: {err}[/]")
     console.print("stopping the running Spark app until the measurements are done")
     job.stop()
     try:
@@ -428,7 +427,7 @@ def production_app_stopped(settings: Settings) -> Iterator[None]:
     finally:
         job.start()
         if was_paused is False:
-            airflow.set_paused(SUPERVISOR_DAG, False)
+            airflow.set_paused(supervisor.DAG_ID, False)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from instashop import supervisor
 
 
 @dag(
-    dag_id="stream_supervisor",
+    dag_id=supervisor.DAG_ID,
     schedule="* * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

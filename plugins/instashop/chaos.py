@@ -53,7 +53,6 @@ FAULTS = ("consumer", "spark", "connect", "kafka", "postgres")
 POISON = "poison"
 POISON_TOPIC = "instashop.public.transactions"
 PROBE_TOPIC = "instashop.chaos.probe"  # outside the CDC pattern: nobody consumes it
-SUPERVISOR_DAG = "stream_supervisor"
 FRESH = 15.0  # seconds: a heartbeat older than this is not "healthy again"
 STACK_SETTLE = 20.0  # seconds a restarted stack must stay healthy before it counts as back
 # Supervisor starts a soak costs each job: its own kill, and for the consumer the broker's too (it
@@ -564,7 +563,7 @@ class Soak:
         actions = self.supervisor_actions(at)
         if fault.supervised:
             runs = [run for component, _, _, run in actions if component == fault.supervised]
-            result.restarted_by = f"{SUPERVISOR_DAG} ({runs[0]} run)" if runs else "nobody"
+            result.restarted_by = f"{supervisor.DAG_ID} ({runs[0]} run)" if runs else "nobody"
         result.notes += [f"supervisor: {c} {status} -> {action} ({run} run)" for c, status, action, run in actions]
         log.info(
             "%s: healthy after %s, recovered after %s (%s)",
@@ -584,21 +583,21 @@ class Soak:
         Which run actually restarted the job is read back from pipeline_health_checks."""
         for attempt in range(3):  # right after a PostgreSQL restart the api-server may need a moment
             try:
-                run_id = self.airflow.trigger(SUPERVISOR_DAG)
+                run_id = self.airflow.trigger(supervisor.DAG_ID)
             except AirflowApiError as err:
-                log.warning("could not trigger %s: %s", SUPERVISOR_DAG, err)
+                log.warning("could not trigger %s: %s", supervisor.DAG_ID, err)
                 time.sleep(5 * (attempt + 1))
                 continue
-            log.info("triggered %s run %s", SUPERVISOR_DAG, run_id)
-            return f"{SUPERVISOR_DAG} (REST trigger)"
-        return f"{SUPERVISOR_DAG} (scheduled run; the trigger failed)"
+            log.info("triggered %s run %s", supervisor.DAG_ID, run_id)
+            return f"{supervisor.DAG_ID} (REST trigger)"
+        return f"{supervisor.DAG_ID} (scheduled run; the trigger failed)"
 
     def restart_stack(self) -> str:
         """What an operator runs after a crash (`instashop stack up`: starts every service that is not
         running, in order), then a supervisor run for the jobs and the connector."""
         manager.up(self.settings)
         self.trigger_supervisor()
-        return f"instashop stack up + {SUPERVISOR_DAG}"
+        return f"instashop stack up + {supervisor.DAG_ID}"
 
     def stack_service_stopped(self) -> bool:
         return any(service.pid() is None for service in manager.select(self.settings))

@@ -42,6 +42,8 @@ from instashop.stack.process import tail, wait_until
 
 log = logging.getLogger(__name__)
 
+DAG_ID = "stream_supervisor"  # the DAG that runs this module (dags/stream_supervisor.py)
+
 # Statuses (pipeline_health_checks.status; the table's CHECK lists the same) and actions.
 HEALTHY, STARTING, DEGRADED = "healthy", "starting", "degraded"
 STUCK, DOWN, UNREACHABLE = "stuck", "down", "unreachable"
