@@ -43,7 +43,7 @@ test: up ## The whole test suite against the real services: unit, then integrati
 	@$(RUFF) check .
 	@$(PYTEST) tests/unit tests/integration tests/e2e
 
-bench: up ## Benchmarks (~8 min, ~16 the first time): tables printed, JSON + PNG charts saved under var/bench/
+bench: up ## Benchmarks (12-16 min): tables printed, JSON + PNG charts saved under var/bench/
 	@$(INSTASHOP) connector register
 	@$(INSTASHOP) jobs stop generator
 	@$(INSTASHOP) jobs start consumer spark
