@@ -232,11 +232,10 @@ def measure(settings: Settings, client: redis.Redis, run_id: str, mode: str, arg
             console.print(f"  warming up under load for {args.warm_up_seconds:.0f} s (not measured)")
             _load_with_probes(settings, prober, argparse.Namespace(**{**vars(args), "duration": args.warm_up_seconds}))
             wait_until(lambda: all(p.visible for p in prober.probes), 60, 0.2)
-        measured_from = time.time()
-        prober.probes.clear()
+        measured_from, warm_up_probes = time.time(), len(prober.probes)  # kept: delete_probes removes all
         run.generated = _load_with_probes(settings, prober, args)
         wait_until(lambda: all(p.visible for p in prober.probes), 60, 0.2)
-        run.probes = list(prober.probes)
+        run.probes = prober.probes[warm_up_probes:]
         run.batches = batch_lines(job.process.log_file, measured_from)
     finally:
         stop_polling.set()
