@@ -24,9 +24,9 @@ Triggers, both exact and replay-safe:
 - real-time (default): Spark's Real-time Mode. Long-running tasks process each record as it comes
   (commit -> Redis ~0.1 s); --interval (default 5 minutes) is only how often it checkpoints, and
   each checkpoint pauses the stream for seconds (evicting expired state, planning the next batch,
-  relaunching the tasks; 3.7-6.7 s at 1,000 events/s on 2 cores). foreachBatch is not allowed there and PySpark's
-  `foreach` writer waits to fill ~1 MiB batches, so the rows go out through Spark's Kafka sink and
-  the relay thread (redis_relay) writes them to Redis.
+  relaunching the tasks; 3.7-6.7 s at 1,000 events/s on 2 cores). foreachBatch is not allowed
+  there and PySpark's `foreach` writer waits to fill ~1 MiB batches, so the rows go out through
+  Spark's Kafka sink and the relay thread (redis_relay) writes them to Redis.
 - micro-batch: batches back to back (or every --interval), each written by `foreachBatch`; a change
   waits for the batch in flight and then its own (~1 s each at 1,000 events/s on 2 cores).
 """
