@@ -79,11 +79,12 @@ class Batch:
             events = _latest(self.events, key=lambda e: e.event_key)
             sessions = _latest(self.sessions, key=lambda r: r.session_id)
             created = [e for e in events if e.created]
+            merged = [e for e in events if not e.created]
             self._staged = Staged(
                 events=events,
                 created=[(e, _event_fields(e)) for e in created],
                 created_items=[_item_message(e) for e in created if e.event_type == "transaction_item"],
-                merged_copy="".join(_copy_line(e) for e in events if not e.created).encode(),
+                merged_copy="".join(_staging_line(_event_fields(e), e.deleted) for e in merged).encode(),
                 sessions_copy="".join(_session_copy_line(r) for r in sessions if not r.deleted).encode(),
                 session_deletes=[r for r in sessions if r.deleted],
                 touched_sessions={r.session_id for r in sessions} | {e.session_id for e in events if e.session_id},
@@ -277,7 +278,7 @@ class WarehouseWriter:
         if staged.created:
             inserted = self._insert_created(cur, staged)
             if inserted is None:  # some exist already: merge them with the rest
-                merged_copy += "".join(f"{fields}f\n" for _, fields in staged.created).encode()
+                merged_copy += "".join(_staging_line(fields, deleted=False) for _, fields in staged.created).encode()
             else:
                 items, written = inserted, len(staged.created)
         if not merged_copy:
@@ -397,9 +398,10 @@ _CENT = Decimal("0.01")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_line(e: EventRow) -> str:
-    """A staging_events row in COPY's text format (columns as in _STAGING_COLUMNS)."""
-    return f"{_event_fields(e)}{'t' if e.deleted else 'f'}\n"
+def _staging_line(fields: str, deleted: bool) -> str:
+    """A staging_events row in COPY's text format (columns as in _STAGING_COLUMNS): the event's
+    fields (from _event_fields) and the `deleted` flag."""
+    return f"{fields}{'t' if deleted else 'f'}\n"
 
 
 def _event_fields(e: EventRow) -> str:
