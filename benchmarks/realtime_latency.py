@@ -94,7 +94,9 @@ def prefix(run_id: str) -> str:
 
 def stop_instance(settings: Settings, job: Job, client: redis.Redis, run_id: str) -> None:
     job.stop(timeout=60)
-    shutil.rmtree(settings.var_dir / "spark" / "bench" / job.name, ignore_errors=True)
+    checkpoint = settings.var_dir / "spark" / "bench" / job.name
+    for folder in (checkpoint, checkpoint.with_name(f"{job.name}.scratch")):  # and the app's scratch beside it
+        shutil.rmtree(folder, ignore_errors=True)
     for key in client.scan_iter(f"{prefix(run_id)}:*", count=1000):
         client.delete(key)
     admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})

@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -96,6 +97,11 @@ class Options:
     @property
     def topics(self) -> list[str]:
         return [*cdc_topics(self.topic_prefix), self.items_topic]
+
+    @property
+    def scratch(self) -> Path:
+        """The driver's temporary files (beside the checkpoint: one app per checkpoint)."""
+        return self.checkpoint.with_name(f"{self.checkpoint.name}.scratch")
 
 
 def parse_args(argv: list[str], settings: Settings) -> Options:
@@ -192,9 +198,10 @@ def spark_session(options: Options, settings: Settings, partitions: int):
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM: master and jars are ours to set
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM: master, jars and scratch are ours to set
         conf.setMaster(options.master or _default_master(options, partitions))
         conf.set("spark.jars", ",".join(kafka_jars(settings)))
+        _use_fresh_scratch(conf, options.scratch)
     elif options.master:  # under spark-submit its --master and --jars apply, unless told otherwise
         conf.setMaster(options.master)
     # The JVM inherits an ignored SIGTERM (the JVM keeps an ignored signal ignored): a SIGTERM to our
@@ -206,6 +213,22 @@ def spark_session(options: Options, settings: Settings, partitions: int):
         signal.signal(signal.SIGTERM, previous)
     sc.setLogLevel("WARN")
     return SparkSession(sc)
+
+
+def _use_fresh_scratch(conf, scratch: Path) -> None:
+    """Point the driver's temporary files at `scratch`, emptied first.
+
+    A SIGKILLed driver (a crash, the supervisor, the chaos soak) leaves them behind: its state
+    stores' RocksDB copies and the block manager in spark.local.dir, and, in the JVM's temp dir,
+    the native libraries RocksDB and LZ4 unpack at every start (~15 MB). In /tmp nobody would clear
+    them; here the next start does.
+    """
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "tmp").mkdir(parents=True)
+    conf.set("spark.local.dir", str(scratch / "local"))
+    # The launcher adds SPARK_SUBMIT_OPTS to the driver JVM's command line (client mode).
+    submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{submit_opts} -Djava.io.tmpdir={scratch / 'tmp'}".strip()
 
 
 def _default_master(options: Options, partitions: int) -> str:

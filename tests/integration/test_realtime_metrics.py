@@ -71,6 +71,12 @@ class LiveApp:
         beat = self.heartbeat()
         return bool(beat and beat.get("batch_id") and beat.get("pid") == str(self.job.pid()) and _after(beat, moment))
 
+    def scratch_files(self) -> set[str]:
+        """The running driver's temporary files: its state stores' RocksDB copies and the native
+        libraries its JVM unpacked (named afresh by every start)."""
+        scratch = self.checkpoint.with_name(f"{self.checkpoint.name}.scratch")
+        return {p.name for p in [*scratch.glob("local/*/StateStoreId*"), *scratch.glob("tmp/librocksdbjni*.so")]}
+
     def heartbeat(self) -> dict | None:
         return live_metrics.read_heartbeat(self.redis, self.prefix)
 
@@ -344,9 +350,12 @@ def test_driver_killed_mid_stream_loses_and_duplicates_nothing(settings, live_ap
     writer.start()
     wait_until(lambda: live_app.window("1m", minute)["transactions"] > 0, 60, 0.2)  # mid-stream
     assert wait_until(lambda: any(live_app.checkpoint.glob("state/*/*/*.zip")), 60, 0.5), "no state snapshot yet"
+    killed_files = live_app.scratch_files()
     live_app.job.kill()  # SIGKILL to the driver's process group: Python driver and JVM at once
     assert live_app.job.pid() is None
     live_app.start()  # same checkpoint: resumes after the last committed batch, replays the one in flight
+    # The killed driver's temporary files (state store copies, native libraries) are gone with it.
+    assert killed_files and live_app.scratch_files() and not killed_files & live_app.scratch_files()
     writer.join()
     expected.wait_until_equal(live_app)
     time.sleep(5)  # and nothing arrives twice later
