@@ -3,7 +3,7 @@ import time
 import pytest
 
 from instashop.connector import ConnectClient
-from instashop.jobs import consumer_job
+from instashop.jobs import consumer_job, generator_job
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,14 @@ def cdc_pipeline(settings):
     yield job
     if not was_running:
         job.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_generator_paused(settings):
+    """The demo's generator (`make demo`) stopped while the tests run, started again afterwards:
+    the tests wait for the DWH to equal the OLTP, which a steady stream of new rows never lets it."""
+    demo = generator_job(settings)
+    was_running = demo.stop()
+    yield
+    if was_running:
+        demo.start()
