@@ -224,7 +224,7 @@ def _use_fresh_scratch(conf, scratch: Path) -> None:
     them; here the next start does.
     """
     shutil.rmtree(scratch, ignore_errors=True)
-    (scratch / "tmp").mkdir(parents=True)
+    (scratch / "tmp").mkdir(parents=True, exist_ok=True)  # rmtree ignored what it could not remove
     conf.set("spark.local.dir", str(scratch / "local"))
     # The launcher adds SPARK_SUBMIT_OPTS to the driver JVM's command line (client mode).
     submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
