@@ -225,7 +225,8 @@ def _use_fresh_scratch(conf, scratch: Path) -> None:
     """
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "tmp").mkdir(parents=True, exist_ok=True)  # rmtree ignored what it could not remove
-    conf.set("spark.local.dir", str(scratch / "local"))
+    if not conf.contains("spark.local.dir"):  # a --conf of the user's wins
+        conf.set("spark.local.dir", str(scratch / "local"))
     # The launcher adds SPARK_SUBMIT_OPTS to the driver JVM's command line (client mode).
     submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
     os.environ["SPARK_SUBMIT_OPTS"] = f"{submit_opts} -Djava.io.tmpdir={scratch / 'tmp'}".strip()
