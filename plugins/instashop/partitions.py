@@ -94,6 +94,9 @@ def _create_partition(conn, day: date) -> None:
     name, lower, upper = partition_name(day), day, day + timedelta(days=1)
     ident = sql.Identifier(name)
     with conn, conn.cursor() as cur:
+        # Writers lock the parent, then the partition each row goes to; take the same order (ONLY:
+        # not every partition), else a writer whose next row is late for a new day deadlocks with us.
+        cur.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(PARENT)))
         cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(DEFAULT_PARTITION)))
         cur.execute(
             sql.SQL('SELECT count(*) FROM {} WHERE "timestamp" >= %s AND "timestamp" < %s').format(

@@ -1,0 +1,85 @@
+"""Creating daily partitions against the real DWH while the consumer's role is writing.
+
+Synthetic rows live on days in March 2000, far from the pipeline's own, and are removed again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime
+
+import psycopg2
+import pytest
+
+from instashop import partitions
+from tests.integration.pipeline import fetch
+
+pytestmark = pytest.mark.integration
+
+NEW_DAY = date(2000, 3, 1)  # gets its partition during the test
+OPEN_DAY = date(2000, 3, 2)  # has one: the writer's first row goes there
+
+_INSERT = "INSERT INTO realtime_events (event_type, \"timestamp\", event_key, source_lsn) VALUES ('search', %s, %s, 1)"
+
+
+@pytest.fixture
+def maintainer(settings) -> Iterator:
+    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
+    _remove(conn)
+    yield conn
+    _remove(conn)
+    conn.close()
+
+
+def _remove(conn) -> None:
+    with conn, conn.cursor() as cur:
+        for day in (NEW_DAY, OPEN_DAY):
+            cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
+        cur.execute("DELETE FROM realtime_events_default WHERE event_key LIKE 'partitions-test:%'")
+
+
+def _waiting_on_a_lock(settings, pid: int) -> bool:
+    rows = fetch(settings.admin_dsn("dwh"), f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
+    return rows == [("Lock",)]
+
+
+@pytest.mark.timeout(120)
+def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_nor_loses_a_row(settings, maintainer):
+    """The consumer's transaction locks the parent, then whichever partition each row goes to. A
+    creator that locked the default partition first and the parent second would deadlock with it
+    as soon as the writer's next row went to the default partition (a late event)."""
+    partitions.ensure_daily_partitions(maintainer, OPEN_DAY, OPEN_DAY)
+    writer = psycopg2.connect(settings["DWH_DSN"])
+    try:
+        with writer.cursor() as cur:
+            cur.execute(_INSERT, (datetime(2000, 3, 2, 9), "partitions-test:open-day"))
+        creator_pid = maintainer.get_backend_pid()
+        failures: list[BaseException] = []
+
+        def create() -> None:
+            try:
+                partitions.ensure_daily_partitions(maintainer, NEW_DAY, NEW_DAY)
+            except BaseException as exc:  # reported by the assertion below
+                failures.append(exc)
+
+        creator = threading.Thread(target=create)
+        creator.start()
+        deadline = time.monotonic() + 30
+        while not _waiting_on_a_lock(settings, creator_pid):
+            assert creator.is_alive() and time.monotonic() < deadline, f"creator never waited: {failures}"
+            time.sleep(0.1)
+        # The writer's next row is late: no partition for its day yet, so it goes to the default.
+        with writer.cursor() as cur:
+            cur.execute(_INSERT, (datetime(2000, 3, 1, 9), "partitions-test:late"))
+        writer.commit()
+        creator.join(timeout=30)
+        assert not creator.is_alive() and not failures, failures
+    finally:
+        writer.close()
+    new_partition = partitions.partition_name(NEW_DAY)
+    assert fetch(settings["DWH_MAINTAINER_DSN"], f"SELECT event_key FROM {new_partition}") == [
+        ("partitions-test:late",)
+    ]
+    assert NEW_DAY in partitions.existing_days(maintainer)
