@@ -80,12 +80,16 @@ class Run:
 
 def start_instance(settings: Settings, run_id: str, mode: str, *extra: str) -> Job:
     name = f"spark-bench-{mode}-{run_id}"
-    checkpoint = settings.var_dir / "spark" / "bench" / name
+    checkpoint = _checkpoint(settings, name)
     shutil.rmtree(checkpoint, ignore_errors=True)
     args = ["--trigger", mode, "--key-prefix", prefix(run_id), "--checkpoint", str(checkpoint), "--no-ui", *extra]
     job = spark_job(settings, *args, name=name)
     job.start()
     return job
+
+
+def _checkpoint(settings: Settings, name: str) -> Path:
+    return settings.var_dir / "spark" / "bench" / name
 
 
 def prefix(run_id: str) -> str:
@@ -94,7 +98,7 @@ def prefix(run_id: str) -> str:
 
 def stop_instance(settings: Settings, job: Job, client: redis.Redis, run_id: str) -> None:
     job.stop(timeout=60)
-    checkpoint = settings.var_dir / "spark" / "bench" / job.name
+    checkpoint = _checkpoint(settings, job.name)
     for folder in (checkpoint, checkpoint.with_name(f"{job.name}.scratch")):  # and the app's scratch beside it
         shutil.rmtree(folder, ignore_errors=True)
     for key in client.scan_iter(f"{prefix(run_id)}:*", count=1000):
@@ -355,7 +359,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     console.print(table)
     state = (
         "state store: RocksDB, changelog checkpointing, checkpoint format v2, FileSystem checkpoint manager "
-        f"(in-process renames); shuffle partitions 1; watermark {args.watermark}; micro-batch: Kafka source "
+        f"(in-process renames); shuffle partitions 1; watermark {args.watermark}, expired state evicted as "
+        "batches run (up to 2 keys per input row); micro-batch: Kafka source "
         "coalesced to 1 task, maxOffsetsPerTrigger 20000; real-time: local[<Kafka partitions + 2 x shuffle + 2>] "
         "threads, Kafka sink + relay thread to Redis, 'batch' = its checkpoint interval (each pauses the stream "
         "for seconds). capacity: Kafka records/s while catching up from the earliest offsets (micro-batch, "
