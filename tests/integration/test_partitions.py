@@ -56,12 +56,12 @@ def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_n
         with writer.cursor() as cur:
             cur.execute(_INSERT, (datetime(2000, 3, 2, 9), "partitions-test:open-day"))
         creator_pid = maintainer.get_backend_pid()
-        failures: list[BaseException] = []
+        failures: list[Exception] = []
 
         def create() -> None:
             try:
                 partitions.ensure_daily_partitions(maintainer, NEW_DAY, NEW_DAY)
-            except BaseException as exc:  # reported by the assertion below
+            except Exception as exc:  # reported by the assertion below
                 failures.append(exc)
 
         creator = threading.Thread(target=create)
