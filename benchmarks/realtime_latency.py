@@ -46,7 +46,7 @@ from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, live_metrics, supervisor, topics
 from instashop.airflow_api import AirflowApiError, AirflowClient
 from instashop.config import Settings, load_settings
-from instashop.jobs import Job, spark_job
+from instashop.jobs import Job, spark_job, spark_scratch
 from instashop.stack.process import wait_until
 
 console = Console(width=170)
@@ -99,7 +99,7 @@ def prefix(run_id: str) -> str:
 def stop_instance(settings: Settings, job: Job, client: redis.Redis, run_id: str) -> None:
     job.stop(timeout=60)
     checkpoint = _checkpoint(settings, job.name)
-    for folder in (checkpoint, checkpoint.with_name(f"{job.name}.scratch")):  # and the app's scratch beside it
+    for folder in (checkpoint, spark_scratch(checkpoint)):
         shutil.rmtree(folder, ignore_errors=True)
     for key in client.scan_iter(f"{prefix(run_id)}:*", count=1000):
         client.delete(key)

@@ -57,6 +57,7 @@ from redis_sink import BatchSink, connect
 
 from instashop import live_metrics, topics
 from instashop.config import Settings, load_settings
+from instashop.jobs import spark_scratch
 
 log = logging.getLogger("realtime_metrics")
 
@@ -100,8 +101,7 @@ class Options:
 
     @property
     def scratch(self) -> Path:
-        """The driver's temporary files (beside the checkpoint: one app per checkpoint)."""
-        return self.checkpoint.with_name(f"{self.checkpoint.name}.scratch")
+        return spark_scratch(self.checkpoint)
 
 
 def parse_args(argv: list[str], settings: Settings) -> Options:

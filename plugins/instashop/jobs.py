@@ -57,6 +57,12 @@ def spark_job(settings: Settings, *extra_args: str, name: str = "spark") -> Job:
     return Job(job.name, job.process, [python, app, job.argv[1], *extra_args])
 
 
+def spark_scratch(checkpoint: Path) -> Path:
+    """Where the Spark app puts its driver's temporary files: beside its checkpoint (one app per
+    checkpoint), emptied at each start, so a killed driver's leftovers never pile up."""
+    return checkpoint.with_name(f"{checkpoint.name}.scratch")
+
+
 def demo_jobs(settings: Settings) -> list[Job]:
     """What `make demo` runs on top of the stack, in start order (stopped in reverse)."""
     return [consumer_job(settings), spark_job(settings), generator_job(settings)]

@@ -1,5 +1,6 @@
 import time
 
+import psycopg2
 import pytest
 
 from instashop.connector import ConnectClient
@@ -21,6 +22,14 @@ def cdc_pipeline(settings):
     yield job
     if not was_running:
         job.stop()
+
+
+@pytest.fixture
+def maintainer(settings):
+    """A connection as dwh_maintainer (owner of realtime_events and its partitions)."""
+    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
+    yield conn
+    conn.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -64,6 +64,13 @@ UNION ALL SELECT 'paid', count(*) FROM realtime_events WHERE event_type = 'trans
 """
 
 
+def drop_day_partitions(conn, days) -> None:
+    """Drop the daily partitions of `days` (and their rows), those that exist."""
+    for day in days:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
+
+
 def fetch(dsn: str, query: str) -> list[tuple]:
     conn = psycopg2.connect(dsn)
     try:

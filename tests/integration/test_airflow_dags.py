@@ -27,7 +27,7 @@ import requests
 
 from instashop import generator, jobs, partitions, supervisor
 from instashop.stack.airflow import airflow_environment
-from tests.integration.pipeline import fetch, spec_answers_equal_truth, wait_until_caught_up
+from tests.integration.pipeline import drop_day_partitions, fetch, spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -102,20 +102,6 @@ def execute(dsn: str, statement: str, args: tuple | dict | None = None) -> int:
         return cur.rowcount
 
 
-@pytest.fixture
-def maintainer(settings) -> Iterator[Any]:
-    """A connection as dwh_maintainer (owner of realtime_events and its partitions)."""
-    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
-    yield conn
-    conn.close()
-
-
-def _drop_days(conn, days: list[date]) -> None:
-    for day in days:
-        with conn, conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
-
-
 # --- dwh_partition_maintenance -----------------------------------------------------------------
 
 STRANDED_DAY = date(2000, 1, 10)
@@ -123,7 +109,7 @@ STRANDED_DAY = date(2000, 1, 10)
 
 @pytest.mark.timeout(300)
 def test_partition_maintenance_creates_days_ahead_and_empties_the_default(settings, maintainer):
-    _drop_days(maintainer, [STRANDED_DAY])
+    drop_day_partitions(maintainer, [STRANDED_DAY])
     # A row for a day without a partition lands in the default partition, as a late event would.
     execute(
         settings["DWH_DSN"],
@@ -142,7 +128,7 @@ def test_partition_maintenance_creates_days_ahead_and_empties_the_default(settin
         assert inventory[partitions.partition_name(STRANDED_DAY)] == 1
         assert fetch(settings["DWH_MAINTAINER_DSN"], "SELECT count(*) FROM realtime_events_default") == [(0,)]
     finally:
-        _drop_days(maintainer, [STRANDED_DAY])
+        drop_day_partitions(maintainer, [STRANDED_DAY])
 
 
 # --- dwh_retention --------------------------------------------------------------------------------
@@ -152,7 +138,7 @@ OLD_DAYS = [date(2000, 1, 1), date(2000, 1, 2), date(2000, 1, 3)]
 
 @pytest.mark.timeout(300)
 def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(settings, maintainer):
-    _drop_days(maintainer, OLD_DAYS)
+    drop_day_partitions(maintainer, OLD_DAYS)
     partitions.ensure_daily_partitions(maintainer, OLD_DAYS[0], OLD_DAYS[1])
     # One made by a superuser, as `instashop partitions ensure` does: the DAG adopts it first.
     with closing(psycopg2.connect(settings.admin_dsn("dwh"))) as admin:
@@ -184,7 +170,7 @@ def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(se
         assert today in after and not set(OLD_DAYS) & after
         assert "dropped realtime_events_p20000101 (2 rows)" in run.output
     finally:
-        _drop_days(maintainer, OLD_DAYS)
+        drop_day_partitions(maintainer, OLD_DAYS)
 
 
 # --- session_outcomes_backfill ----------------------------------------------------------------------
@@ -216,7 +202,7 @@ _KNOWN = "session_id LIKE 'airflow-test-%'"  # only ever used without query para
 @pytest.fixture
 def known_sessions(settings, maintainer) -> Iterator[None]:
     """Sessions with known events and no outcome yet, on days of their own; removed afterwards."""
-    _drop_days(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])
+    drop_day_partitions(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])
     partitions.ensure_daily_partitions(maintainer, BACKFILL_DAY, OUTSIDE_DAY)
     with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
         cur.execute(f"DELETE FROM customer_sessions WHERE {_KNOWN}")
@@ -246,7 +232,7 @@ def known_sessions(settings, maintainer) -> Iterator[None]:
         yield
     finally:
         execute(settings["DWH_DSN"], f"DELETE FROM customer_sessions WHERE {_KNOWN}")
-        _drop_days(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])  # and the events with them
+        drop_day_partitions(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])  # and the events with them
 
 
 def _outcomes(settings) -> dict[str, str | None]:
@@ -421,7 +407,7 @@ def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
     from instashop import live_metrics
 
     client = redis.Redis.from_url(settings["REDIS_URL"])
-    _drop_days(maintainer, [LIVE_DAY])
+    drop_day_partitions(maintainer, [LIVE_DAY])
     partitions.ensure_daily_partitions(maintainer, LIVE_DAY, LIVE_DAY)
     at = datetime(2000, 3, 1, 10, 0)
     events = [
@@ -451,7 +437,7 @@ def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
         yield client
     finally:
         client.delete(*client.scan_iter(f"{LIVE_PREFIX}:*"))
-        _drop_days(maintainer, [LIVE_DAY])
+        drop_day_partitions(maintainer, [LIVE_DAY])
 
 
 def _insert_event(settings, event_type: str, ts: datetime, amount, raw: dict, key: str) -> None:

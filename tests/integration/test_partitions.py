@@ -1,6 +1,6 @@
 """Creating daily partitions against the real DWH while the consumer's role is writing.
 
-Synthetic rows live on days in March 2000, far from the pipeline's own, and are removed again.
+Synthetic rows live on days in May 2000, far from the pipeline's own, and are removed again.
 """
 
 from __future__ import annotations
@@ -14,29 +14,26 @@ import psycopg2
 import pytest
 
 from instashop import partitions
-from tests.integration.pipeline import fetch
+from tests.integration.pipeline import drop_day_partitions, fetch
 
 pytestmark = pytest.mark.integration
 
-NEW_DAY = date(2000, 3, 1)  # gets its partition during the test
-OPEN_DAY = date(2000, 3, 2)  # has one: the writer's first row goes there
+NEW_DAY = date(2000, 5, 1)  # gets its partition during the test
+OPEN_DAY = date(2000, 5, 2)  # has one: the writer's first row goes there
 
 _INSERT = "INSERT INTO realtime_events (event_type, \"timestamp\", event_key, source_lsn) VALUES ('search', %s, %s, 1)"
 
 
 @pytest.fixture
-def maintainer(settings) -> Iterator:
-    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
-    _remove(conn)
-    yield conn
-    _remove(conn)
-    conn.close()
+def test_days_clean(maintainer) -> Iterator[None]:
+    _remove(maintainer)
+    yield
+    _remove(maintainer)
 
 
 def _remove(conn) -> None:
+    drop_day_partitions(conn, (NEW_DAY, OPEN_DAY))
     with conn, conn.cursor() as cur:
-        for day in (NEW_DAY, OPEN_DAY):
-            cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
         cur.execute("DELETE FROM realtime_events_default WHERE event_key LIKE 'partitions-test:%'")
 
 
@@ -46,7 +43,9 @@ def _waiting_on_a_lock(settings, pid: int) -> bool:
 
 
 @pytest.mark.timeout(120)
-def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_nor_loses_a_row(settings, maintainer):
+def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_nor_loses_a_row(
+    settings, maintainer, test_days_clean
+):
     """The consumer's transaction locks the parent, then whichever partition each row goes to. A
     creator that locked the default partition first and the parent second would deadlock with it
     as soon as the writer's next row went to the default partition (a late event)."""
@@ -54,7 +53,7 @@ def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_n
     writer = psycopg2.connect(settings["DWH_DSN"])
     try:
         with writer.cursor() as cur:
-            cur.execute(_INSERT, (datetime(2000, 3, 2, 9), "partitions-test:open-day"))
+            cur.execute(_INSERT, (datetime(2000, 5, 2, 9), "partitions-test:open-day"))
         creator_pid = maintainer.get_backend_pid()
         failures: list[Exception] = []
 
@@ -72,7 +71,7 @@ def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_n
             time.sleep(0.1)
         # The writer's next row is late: no partition for its day yet, so it goes to the default.
         with writer.cursor() as cur:
-            cur.execute(_INSERT, (datetime(2000, 3, 1, 9), "partitions-test:late"))
+            cur.execute(_INSERT, (datetime(2000, 5, 1, 9), "partitions-test:late"))
         writer.commit()
         creator.join(timeout=30)
         assert not creator.is_alive() and not failures, failures

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from instashop import live_metrics, topics
-from instashop.jobs import spark_job
+from instashop.jobs import spark_job, spark_scratch
 from instashop.stack.process import tail, wait_until
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ class LiveApp:
     def scratch_files(self) -> set[str]:
         """The running driver's temporary files: its state stores' RocksDB copies and the native
         libraries its JVM unpacked (named afresh by every start)."""
-        scratch = self.checkpoint.with_name(f"{self.checkpoint.name}.scratch")
+        scratch = spark_scratch(self.checkpoint)
         return {p.name for p in [*scratch.glob("local/*/StateStoreId*"), *scratch.glob("tmp/librocksdbjni*.so")]}
 
     def heartbeat(self) -> dict | None:
