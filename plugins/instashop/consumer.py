@@ -22,9 +22,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from instashop import topics, typed_changes
 from instashop.config import Settings
 from instashop.connector import CDC_TOPIC_PATTERN
+from instashop.dead_letters import DeadLetter, dlq_message
 from instashop.debezium import DecodeError, decode
 from instashop.events import DimensionRow, EventRow, SessionRow, map_change
-from instashop.warehouse import Batch, DeadLetter, WarehouseWriter, WriteResult
+from instashop.warehouse import Batch, WarehouseWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +176,8 @@ class DwhConsumer:
         result = in_flight.write.result()  # re-raises a write failure: nothing is committed then
         for letter in batch.dead_letters:
             log.warning("dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
-            producer.produce(
-                self.options.dead_letters_topic,
-                key=letter.key,
-                value=letter.value,
-                headers={
-                    "dlq.reason": letter.reason,
-                    "dlq.topic": letter.topic,
-                    "dlq.partition": str(letter.partition),
-                    "dlq.offset": str(letter.offset),
-                },
-            )
+            dlq = dlq_message(letter)
+            producer.produce(self.options.dead_letters_topic, key=dlq.key, value=dlq.value, headers=dlq.headers)
         for item in result.items:
             producer.produce(self.options.enriched_items_topic, key=item.event_key, value=item.message)
         undelivered = producer.flush(30)

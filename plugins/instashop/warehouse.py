@@ -27,25 +27,15 @@ import msgspec
 from psycopg2 import errors
 from psycopg2.extras import Json, execute_values
 
+from instashop.dead_letters import DeadLetter, excerpt
 from instashop.events import DimensionRow, EventRow, SessionRow
 from instashop.pg_arrays import int_array
 from instashop.sessions import queue_refresh, refresh_queued
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_PREVIEW_BYTES = 64 * 1024
 # Rows per multi-row INSERT (execute_values defaults to 100: a round trip per 100 rows).
 PAGE_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -359,9 +349,19 @@ class WarehouseWriter:
             execute_values(
                 cur,
                 "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, message_value, "
-                "value_bytes, reason) VALUES %s ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
+                "value_bytes, value_sha256, reason) VALUES %s "
+                "ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
                 [
-                    (d.topic, d.partition, d.offset, _preview(d.key), _preview(d.value), len(d.value or b""), d.reason)
+                    (
+                        d.topic,
+                        d.partition,
+                        d.offset,
+                        excerpt(d.key),
+                        excerpt(d.value),
+                        d.value_bytes,
+                        d.value_sha256,
+                        d.reason,
+                    )
                     for d in letters
                 ],
             )
@@ -482,9 +482,3 @@ def _copy_json(value: dict[str, Any]) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _preview(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    return raw[:DEAD_LETTER_PREVIEW_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -1,5 +1,6 @@
 """Poison messages on a CDC topic land in the DLQ (topic and table) with a reason; the rest flows on."""
 
+import hashlib
 import json
 import threading
 import time
@@ -7,7 +8,7 @@ import uuid
 
 import psycopg2
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from instashop import generator, topics
 from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
@@ -84,6 +85,94 @@ def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_
     assert all(reason == table[key][0] for key, reason in on_topic.items())
 
 
+def test_oversized_messages_become_one_dead_letter_each_and_the_rest_flows(settings, cdc_pipeline):
+    """Any size the broker accepts ends as one dead letter: above the DLQ producer's own limit, the
+    letter carries an excerpt and a digest of the value instead of the value (the DLQ cannot hold it)."""
+    tag = f"big-{uuid.uuid4().hex[:8]}"
+    writer = threading.Thread(
+        target=generator.run,
+        args=(settings["OLTP_DSN"], generator.GeneratorConfig(rate=300, sessions=100, seed=22)),
+        kwargs={"console": None},
+    )
+    writer.start()
+    sent = {
+        f"{tag}-1mb": _produce(settings, _key(f"{tag}-1mb"), b"x" * 1_000_000),
+        f"{tag}-broker-max": _produce_broker_maximum(settings, _key(f"{tag}-broker-max")),
+        # 8 MiB of JSON that lz4 makes a few KiB: the broker checks the compressed batch only.
+        f"{tag}-compressed": _produce(settings, _key(f"{tag}-compressed"), _json_padding(8 << 20), "lz4"),
+    }
+    writer.join(timeout=120)
+    assert not writer.is_alive(), "the generator did not finish"
+
+    wait_until_caught_up(settings)  # the changes after the oversized messages were written too
+    assert cdc_pipeline.pid() is not None, "the consumer died"
+    for name, (dwh, truth) in spec_answers_equal_truth(settings).items():
+        assert dwh == truth, f"spec query '{name}' differs from the OLTP truth"
+    deadline = time.monotonic() + 60
+    while len(table := _dead_letter_digests(settings, tag)) < len(sent) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert set(table) == set(sent)
+    for name, value in sent.items():
+        assert table[name] == (len(value), hashlib.sha256(value).hexdigest()), name
+    on_topic = _dlq_topic_headers(settings, tag, expected=len(sent))
+    assert set(on_topic) == set(sent)
+    for name, value in sent.items():
+        headers = on_topic[name]
+        assert headers["dlq.value.sha256"] == hashlib.sha256(value).hexdigest()
+        assert int(headers["dlq.value.bytes"]) == len(value)
+        assert headers["dlq.value.truncated"] == "true"
+
+
+def _produce(settings, key: bytes, value: bytes, compression: str = "none") -> bytes:
+    """Produce one message to the transactions CDC topic; returns the value once the broker took it."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+            "message.max.bytes": 16 << 20,  # the client's own check; the broker's is what counts
+            "compression.type": compression,
+        }
+    )
+    errors: list = []
+    producer.produce(CDC_TOPIC, key=key, value=value, on_delivery=lambda err, _: errors.append(err))
+    assert producer.flush(30) == 0
+    assert len(errors) == 1 and errors[0] is None, f"the broker refused the message: {errors}"
+    return value
+
+
+def _produce_broker_maximum(settings, key: bytes) -> bytes:
+    """The largest uncompressed value the broker accepts on the CDC topic (its limit is on the batch)."""
+    producer = Producer(
+        {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "message.max.bytes": 16 << 20, "linger.ms": 0}
+    )
+    errors: list = []
+    size = 1_048_588  # the broker's default message.max.bytes: the batch, headers and key included
+    while size > 1_040_000:
+        errors.clear()
+        value = b"y" * size
+        producer.produce(CDC_TOPIC, key=key, value=value, on_delivery=lambda err, _: errors.append(err))
+        assert producer.flush(30) == 0 and len(errors) == 1
+        if errors[0] is None:  # (KafkaError == None raises inside confluent-kafka)
+            return value
+        assert errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, errors
+        size -= 8
+    raise AssertionError("the broker accepted no message near its limit")
+
+
+def _json_padding(size: int) -> bytes:
+    return b'{"pad": "' + b"z" * size + b'"}'
+
+
+def _dead_letter_digests(settings, tag: str) -> dict[str, tuple[int, str]]:
+    with psycopg2.connect(settings["DWH_READONLY_DSN"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT message_key, value_bytes, value_sha256 FROM dead_letters WHERE message_key LIKE %s",
+            (f"%{tag}-%",),
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return {_name(key): (size, digest) for key, size, digest in rows}
+
+
 def _dead_letter_reasons(settings, tag: str) -> dict[str, tuple[str, int]]:
     with psycopg2.connect(settings["DWH_READONLY_DSN"]) as conn, conn.cursor() as cur:
         cur.execute(
@@ -95,6 +184,11 @@ def _dead_letter_reasons(settings, tag: str) -> dict[str, tuple[str, int]]:
 
 
 def _dlq_topic_reasons(settings, tag: str, expected: int) -> dict[str, str]:
+    return {key: headers["dlq.reason"] for key, headers in _dlq_topic_headers(settings, tag, expected).items()}
+
+
+def _dlq_topic_headers(settings, tag: str, expected: int) -> dict[str, dict[str, str]]:
+    """The DLQ topic's letters for the source keys of this test, by name: their headers."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
@@ -106,14 +200,20 @@ def _dlq_topic_reasons(settings, tag: str, expected: int) -> dict[str, str]:
     # assign, not subscribe: no group rebalance to wait for.
     partitions = consumer.list_topics(topics.DEAD_LETTERS, timeout=10).topics[topics.DEAD_LETTERS].partitions
     consumer.assign([TopicPartition(topics.DEAD_LETTERS, p, OFFSET_BEGINNING) for p in partitions])
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + 60
     try:
         while len(found) < expected and time.monotonic() < deadline:
             for message in consumer.consume(500, 1.0):
-                key = _name(message.key())
-                if message.error() is None and key.startswith(tag):
-                    found[key] = dict(message.headers())["dlq.reason"].decode()
+                if message.error() is not None:
+                    continue
+                headers = {name: value.decode() for name, value in message.headers() or []}
+                key = _name(headers.get("dlq.key"))
+                if key.startswith(tag):
+                    # Keyed by where the message was read: a redelivered batch's letter has the same key.
+                    where = f"{headers['dlq.topic']}/{headers['dlq.partition']}/{headers['dlq.offset']}"
+                    assert message.key().decode() == where
+                    found[key] = headers
     finally:
         consumer.close()
     return found
