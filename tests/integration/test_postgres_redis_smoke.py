@@ -33,9 +33,34 @@ def test_debezium_role_can_replicate_and_read_the_oltp_database(settings):
     assert _query(dsn, "SHOW wal_level") == [("logical",)]
 
 
+def _debezium_dsn(settings, database: str = "instashop") -> str:
+    return f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/{database}"
+
+
+def test_debezium_role_may_open_logical_replication_on_the_shop_database(settings):
+    conn = psycopg2.connect(_debezium_dsn(settings), replication="database", connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("IDENTIFY_SYSTEM")
+            assert cur.fetchone()[3] == "instashop"  # the database a logical slot would decode
+    finally:
+        conn.close()
+
+
+def test_debezium_role_cannot_open_physical_replication(settings):
+    """A physical replication connection would stream (pg_basebackup) every database of the cluster."""
+    with pytest.raises(psycopg2.OperationalError, match=r"no pg_hba\.conf entry for replication connection"):
+        psycopg2.connect(_debezium_dsn(settings), replication="true", connect_timeout=5)
+
+
+def test_debezium_role_cannot_open_logical_replication_on_another_database(settings):
+    with pytest.raises(psycopg2.OperationalError, match=r"pg_hba\.conf rejects connection"):
+        psycopg2.connect(_debezium_dsn(settings, "postgres"), replication="database", connect_timeout=5)
+
+
 def test_debezium_role_cannot_reach_the_dwh(settings):
     dsn = f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/dwh"
-    with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+    with pytest.raises(psycopg2.OperationalError, match=r"pg_hba\.conf rejects connection"):
         psycopg2.connect(dsn, connect_timeout=5)
 
 

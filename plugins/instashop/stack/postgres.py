@@ -56,6 +56,18 @@ SERVER_SETTINGS = {
     "timezone": "'UTC'",
 }
 
+# Who may connect, in order of the first match. No `replication` line: physical replication (a
+# pg_basebackup of every database, password hashes included) is refused to everyone; Debezium's
+# logical replication connections match on their database, so it gets the shop database only.
+HBA_RULES = """\
+# written by `make up`
+# TYPE  DATABASE   USER       ADDRESS        METHOD
+local   all        all                       scram-sha-256
+host    instashop  debezium   127.0.0.1/32   scram-sha-256
+host    all        debezium   127.0.0.1/32   reject
+host    all        all        127.0.0.1/32   scram-sha-256
+"""
+
 
 class Postgres(Service):
     name = "postgres"
@@ -99,6 +111,7 @@ class Postgres(Service):
         self._ensure_owned_data_dir()
         if not (self.cluster_dir / "PG_VERSION").exists():
             self._initdb()
+        self._write_hba()
         conf = "\n".join(f"{key} = {value}" for key, value in SERVER_SETTINGS.items())
         (self.cluster_dir / "instashop.conf").write_text(f"# written by `make up`\n{conf}\n")
         include = "include_if_exists = 'instashop.conf'"
@@ -131,6 +144,8 @@ class Postgres(Service):
                 cur.execute("ALTER ROLE dwh_readonly SET default_transaction_read_only = on")
                 for database, owner in DATABASES.items():
                     _ensure_database(cur, database, owner)
+                self._write_hba()  # a cluster made by an older version had initdb's rules
+                cur.execute("SELECT pg_reload_conf()")
         finally:
             conn.close()
 
@@ -155,6 +170,13 @@ class Postgres(Service):
                 self.data_dir.symlink_to(target, target_is_directory=True)
                 log.info("postgres cannot reach %s: cluster lives in %s", self.data_dir.parent, target)
         shutil.chown(self.data_dir.resolve(), OS_USER, OS_USER)
+
+    def _write_hba(self) -> None:
+        hba = self.cluster_dir / "pg_hba.conf"
+        if not hba.exists() or hba.read_text() != HBA_RULES:
+            hba.write_text(HBA_RULES)
+            shutil.chown(hba, OS_USER, OS_USER)
+            hba.chmod(0o600)
 
     def _initdb(self) -> None:
         pwfile = self.data_dir.resolve() / ".pwfile"
