@@ -166,11 +166,19 @@ def migrate() -> None:
     help="Seconds to wait for a batch to fill.",
 )
 @click.option("--group-id", default="instashop-dwh", show_default=True, help="Kafka consumer group.")
-def consume(batch_size: int, batch_timeout: float, group_id: str) -> None:
+@click.option(
+    "--instance-id",
+    default=None,
+    help="Static member id in the group (default: <hostname>-1); one per consumer running at the same time.",
+)
+def consume(batch_size: int, batch_timeout: float, group_id: str, instance_id: str | None) -> None:
     """Apply the CDC topics to the DWH until SIGTERM/Ctrl-C (the batch in flight is finished)."""
     from instashop import consumer
 
-    options = consumer.ConsumerOptions(batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id)
+    static_id = {"instance_id": instance_id} if instance_id else {}
+    options = consumer.ConsumerOptions(
+        batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id, **static_id
+    )
     consumer.run(config.load_settings(), options)
 
 

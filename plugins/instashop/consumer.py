@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
@@ -46,6 +47,11 @@ class ConsumerOptions:
     # How long to wait for a batch to fill: the latency added when traffic is light.
     batch_timeout: float = 0.1
     group_id: str = "instashop-dwh"
+    # Static group membership: a restarted consumer with the same id takes its partitions back at
+    # once instead of waiting for the group to drop its dead predecessor (the 45 s session timeout).
+    # Each consumer of a group running at the same time needs its own id; a second process with the
+    # same id fences the first (a fatal error that stops it, loudly).
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-1")
     heartbeat_interval: float = 5.0
     topic_pattern: str = CDC_TOPIC_PATTERN
     # Another warehouse database and output topics (the benchmarks write to scratch copies).
@@ -118,7 +124,12 @@ class DwhConsumer:
         dwh = _DwhConnection(self.options.dwh_dsn or self.settings["DWH_DSN"])
         dwh.writer()  # fail fast at start if the DWH is unreachable
         consumer.subscribe([self.options.topic_pattern])
-        log.info("consuming %s as group %s", self.options.topic_pattern, self.options.group_id)
+        log.info(
+            "consuming %s as group %s, member %s",
+            self.options.topic_pattern,
+            self.options.group_id,
+            self.options.instance_id,
+        )
         # One writer thread owns the DWH connection: batch N is written while batch N+1 is fetched and
         # decoded. Batches are still written, published and committed strictly in order.
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dwh-writer")
@@ -231,6 +242,7 @@ class DwhConsumer:
         return {
             "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
             "group.id": self.options.group_id,
+            "group.instance.id": self.options.instance_id,
             "enable.auto.commit": False,  # offsets only after the DWH commit
             "auto.offset.reset": "earliest",
             # CDC topics appear when a table first changes: notice new ones within seconds.
