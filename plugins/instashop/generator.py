@@ -526,13 +526,24 @@ def seed_catalog(conn, rng: random.Random, customers: int, products: int) -> dic
     return added
 
 
+# The dearest product a session may buy. Money is numeric(12,2) (at most 9,999,999,999.99): a
+# product someone priced near that limit would overflow a cart line or an order total, and the
+# generator would die on it. Such products are left unsold.
+MAX_SELLABLE_PRICE = Decimal("1000000.00")
+
+
 def load_catalog(conn) -> Catalog:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT customer_id FROM customers ORDER BY customer_id")
         customer_ids = [row[0] for row in cur.fetchall()]
         cur.execute("SELECT product_id, name, category, price FROM products ORDER BY product_id")
         products = [Product(*row) for row in cur.fetchall()]
-    return Catalog(customer_ids, products)
+    sellable = [p for p in products if p.price <= MAX_SELLABLE_PRICE]
+    if skipped := len(products) - len(sellable):
+        _log.warning(
+            "%d product(s) priced above %s are left unsold (their totals would overflow)", skipped, MAX_SELLABLE_PRICE
+        )
+    return Catalog(customer_ids, sellable)
 
 
 _INSERT_SESSION = "INSERT INTO sessions (session_id, customer_id, device, started_at) VALUES (%s, %s, %s, %s)"

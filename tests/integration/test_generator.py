@@ -336,3 +336,28 @@ def test_a_run_rides_out_terminated_connections_and_its_counts_stay_true(setting
     assert statuses.get("paid", 0) == updated["transactions -> paid"] - updated["transactions -> refunded"]
     ended = _rows(oltp, "SELECT count(*) FROM sessions WHERE session_id LIKE %s AND ended_at IS NOT NULL", like)
     assert ended == [(updated["sessions ended_at"],)]
+
+
+def test_a_product_too_dear_to_sell_is_left_unsold_and_the_run_goes_on(settings, oltp):
+    """A catalogue price at numeric(12,2)'s limit would overflow quantity x price: the run skips it."""
+    with oltp.cursor() as cur:
+        cur.execute(
+            "INSERT INTO products (name, category, price) VALUES ('Crown Jewels', 'Electronics', 9999999999.99) "
+            "RETURNING product_id"
+        )
+        (dear,) = cur.fetchone()
+    try:
+        assert dear not in {p.product_id for p in generator.load_catalog(oltp).products}
+        summary = generator.run(settings["OLTP_DSN"], GeneratorConfig(rate=400, sessions=60, seed=12), console=None)
+        assert summary.session_count == 60
+        sold = _rows(
+            oltp,
+            "SELECT (SELECT count(*) FROM cart_events WHERE product_id = %s)"
+            " + (SELECT count(*) FROM transaction_items WHERE product_id = %s)",
+            dear,
+            dear,
+        )
+        assert sold == [(0,)]
+    finally:
+        with oltp.cursor() as cur:
+            cur.execute("DELETE FROM products WHERE product_id = %s", (dear,))
