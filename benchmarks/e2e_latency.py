@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from benchmarks.load import BrokenRun, LoadThread
 from benchmarks.realtime_latency import Prober, probe_windows
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, live_metrics
@@ -188,7 +189,7 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
     pollers = [threading.Thread(target=_poll_until, args=(p, stop_polling), daemon=True) for p in (dwh, live)]
     for poller in pollers:
         poller.start()
-    writers, summaries = _load(settings, rate, seconds)
+    writers = _load(settings, rate, seconds)
     task = progress.add_task(f"{rate:,.0f} events/s", total=seconds)
     batches = SparkBatches(client)
     try:
@@ -208,6 +209,7 @@ def measure(settings: Settings, client: redis.Redis, rate: float, seconds: float
             time.sleep(DWH_PROBE_INTERVAL)
         for writer in writers:
             writer.join()
+        summaries = [writer.summary() for writer in writers]  # BrokenRun if a generator failed
         _drain(dwh, live)
     finally:
         stop_polling.set()
@@ -259,17 +261,15 @@ def _live_caught_up(live: Prober, timeout: float = 600.0) -> float:
     return time.perf_counter() - started
 
 
-def _load(settings: Settings, rate: float, seconds: float) -> tuple[list[threading.Thread], list[generator.Summary]]:
+def _load(settings: Settings, rate: float, seconds: float) -> list[LoadThread]:
     """Generator threads sharing the rate: one writes ~1,000 row changes/s at most on this machine."""
     workers = max(1, math.ceil(rate / WRITER_RATE))
-    summaries: list[generator.Summary] = []
-
-    def write(seed: int) -> None:
-        # Commits need not wait for the WAL flush: the load is background, the probes commit normally.
-        config = generator.GeneratorConfig(rate=rate / workers, duration=seconds, synchronous_commit=False, seed=seed)
-        summaries.append(generator.run(settings["OLTP_DSN"], config, show_progress=False))
-
-    return [threading.Thread(target=write, args=(int(rate) + n,)) for n in range(workers)], summaries
+    # Commits need not wait for the WAL flush: the load is background, the probes commit normally.
+    configs = [
+        generator.GeneratorConfig(rate=rate / workers, duration=seconds, synchronous_commit=False, seed=int(rate) + n)
+        for n in range(workers)
+    ]
+    return [LoadThread(settings["OLTP_DSN"], config, name=f"load-{n}") for n, config in enumerate(configs)]
 
 
 def _poll_until(probe: DwhProbe | Prober, stop: threading.Event) -> None:
@@ -389,11 +389,14 @@ def main() -> None:
     client = redis.Redis.from_url(settings["REDIS_URL"])
     if not spark_job(settings).pid():
         parser.error("the Spark app is not running: `instashop jobs start consumer spark` first")
-    with Progress(console=console) as progress:
-        results = [
-            measure(settings, client, rate, args.goal_seconds if rate == GOAL_RATE else args.seconds, progress)
-            for rate in rates
-        ]
+    try:
+        with Progress(console=console) as progress:
+            results = [
+                measure(settings, client, rate, args.goal_seconds if rate == GOAL_RATE else args.seconds, progress)
+                for rate in rates
+            ]
+    except BrokenRun as err:
+        raise SystemExit(f"e2e_latency: {err}; no result is reported for a broken run") from err
     report(results, settings, client)
 
 

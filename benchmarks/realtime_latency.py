@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.load import BrokenRun, LoadThread
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from instashop import generator, live_metrics, supervisor, topics
 from instashop.airflow_api import AirflowApiError, AirflowClient
@@ -252,12 +253,9 @@ def measure(settings: Settings, client: redis.Redis, run_id: str, mode: str, arg
     return run
 
 
-def _load_with_probes(settings: Settings, prober: Prober, args: argparse.Namespace) -> generator.Summary | None:
+def _load_with_probes(settings: Settings, prober: Prober, args: argparse.Namespace) -> generator.Summary:
     load = generator.GeneratorConfig(rate=args.rate, duration=args.duration, customers=1000, products=200)
-    result: dict[str, generator.Summary] = {}
-    writer = threading.Thread(
-        target=lambda: result.update(load=generator.run(settings["OLTP_DSN"], load, show_progress=False))
-    )
+    writer = LoadThread(settings["OLTP_DSN"], load)
     console.print(f"  load: {args.rate:.0f} events/s for {args.duration:.0f} s, {args.probes_per_second} probes/s")
     writer.start()
     windows = probe_windows(time.time())
@@ -267,7 +265,7 @@ def _load_with_probes(settings: Settings, prober: Prober, args: argparse.Namespa
         i += 1
         time.sleep(1 / args.probes_per_second)
     writer.join()
-    return result.get("load")
+    return writer.summary()  # BrokenRun if the load failed
 
 
 def _poll_until(prober: Prober, stop: threading.Event) -> None:
@@ -401,14 +399,17 @@ def main() -> None:
     client = redis.Redis.from_url(settings["REDIS_URL"])
     run_id = datetime.now(UTC).strftime("%H%M%S")
     modes = args.modes.split(",")
-    with nullcontext() if "running" in modes else production_app_stopped(settings):
-        runs = [measure(settings, client, run_id, mode, args) for mode in modes]
-        if args.capacity_seconds:
-            console.print("[bold]capacity[/]: catching up from the earliest offsets (micro-batch)")
-            capacity_run = next((r for r in runs if r.mode == "micro-batch"), runs[0])
-            capacity_run.capacity = capacity(
-                settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark
-            )
+    try:
+        with nullcontext() if "running" in modes else production_app_stopped(settings):
+            runs = [measure(settings, client, run_id, mode, args) for mode in modes]
+            if args.capacity_seconds:
+                console.print("[bold]capacity[/]: catching up from the earliest offsets (micro-batch)")
+                capacity_run = next((r for r in runs if r.mode == "micro-batch"), runs[0])
+                capacity_run.capacity = capacity(
+                    settings, client, run_id, "micro-batch", args.capacity_seconds, args.watermark
+                )
+    except BrokenRun as err:
+        raise SystemExit(f"realtime_latency: {err}; no result is reported for a broken run") from err
     report(runs, args)
 
 
