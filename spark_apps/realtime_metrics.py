@@ -249,6 +249,9 @@ def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.warehouse.dir": str(settings.var_dir / "spark" / "warehouse"),
         "spark.sql.session.timeZone": "UTC",
+        # Hadoop's file system applies its own umask (022), not the process's: checkpoints and state
+        # stay private to the user running the app, like the rest of var/.
+        "spark.hadoop.fs.permissions.umask-mode": "077",
         "spark.sql.shuffle.partitions": str(options.shuffle_partitions),
         "spark.sql.adaptive.enabled": "false",
         # RocksDB keeps the dedup keys off the JVM heap; changelog checkpointing writes only the

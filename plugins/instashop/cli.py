@@ -26,6 +26,9 @@ console = Console()
 @click.option("--job-marker", hidden=True, help="Tags a detached job's command line (see instashop.jobs).")
 def main(verbose: bool, job_marker: str | None) -> None:
     """InstaShop DWH command line."""
+    # What the stack and the jobs write (data, logs, Kafka segments, the AOF, configs with secrets)
+    # is private to the user running them; services started from here inherit the mask.
+    os.umask(0o077)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",

@@ -82,8 +82,7 @@ def write_env_file(path: Path = ENV_FILE) -> list[str]:
     secret_lines = "\n".join(f"{key}={secrets.token_urlsafe(24)}" for key in _SECRET_KEYS)
     template = _ENV_TEMPLATE.format(secrets=secret_lines)
     if not path.exists():
-        path.write_text(template)
-        path.chmod(0o600)
+        write_private(path, template)
         return [line.split("=", 1)[0] for line in template.splitlines() if _is_setting(line)]
     present = {line.split("=", 1)[0] for line in path.read_text().splitlines() if _is_setting(line)}
     missing = [line for line in template.splitlines() if _is_setting(line) and line.split("=", 1)[0] not in present]
@@ -91,6 +90,14 @@ def write_env_file(path: Path = ENV_FILE) -> list[str]:
         with path.open("a") as f:
             f.write("\n# added by a later `make setup`\n" + "\n".join(missing) + "\n")
     return [line.split("=", 1)[0] for line in missing]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read, from its first byte (no chmod-after-write window)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode is not applied to a file that already existed
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _is_setting(line: str) -> bool:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from instashop.config import Settings
 from instashop.stack.process import tail, wait_until
@@ -42,6 +45,7 @@ def select(settings: Settings, names: Iterable[str] = ()) -> list[Service]:
 
 def up(settings: Settings, names: Iterable[str] = ()) -> None:
     """Start what is not running, in order, waiting for each to be healthy. Safe to repeat."""
+    make_var_private(settings.var_dir)
     for service in select(settings, names):
         if service.pid() is not None:
             _wait_healthy(service)
@@ -59,6 +63,24 @@ def up(settings: Settings, names: Iterable[str] = ()) -> None:
         _wait_healthy(service)
         service.bootstrap()
         log.info("%-18s healthy after %.1fs", service.name, time.monotonic() - started)
+
+
+def make_var_private(var_dir: Path) -> None:
+    """Only the owner may read what var/ holds; files made from now on are private by our umask.
+
+    var/ itself stays traversable (0711) for the postgres user to reach its cluster, whose data
+    directory the server keeps at 0700 itself. Older installs made everything world-readable.
+    """
+    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir.chmod(0o711)
+    for root, dirs, files in os.walk(var_dir):
+        if Path(root) == var_dir and "postgres" in dirs:
+            dirs.remove("postgres")
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & 0o700)
 
 
 def down(settings: Settings, names: Iterable[str] = ()) -> None:

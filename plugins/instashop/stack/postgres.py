@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from instashop.config import write_private
 from instashop.stack.service import Service
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,9 @@ class Postgres(Service):
             self._initdb()
         self._write_hba()
         conf = "\n".join(f"{key} = {value}" for key, value in SERVER_SETTINGS.items())
-        (self.cluster_dir / "instashop.conf").write_text(f"# written by `make up`\n{conf}\n")
+        settings_file = self.cluster_dir / "instashop.conf"
+        settings_file.write_text(f"# written by `make up`\n{conf}\n")
+        shutil.chown(settings_file, OS_USER, OS_USER)  # made private by our umask: the server must read it
         include = "include_if_exists = 'instashop.conf'"
         main_conf = self.cluster_dir / "postgresql.conf"
         if include not in main_conf.read_text():
@@ -174,15 +177,13 @@ class Postgres(Service):
     def _write_hba(self) -> None:
         hba = self.cluster_dir / "pg_hba.conf"
         if not hba.exists() or hba.read_text() != HBA_RULES:
-            hba.write_text(HBA_RULES)
+            write_private(hba, HBA_RULES)
             shutil.chown(hba, OS_USER, OS_USER)
-            hba.chmod(0o600)
 
     def _initdb(self) -> None:
         pwfile = self.data_dir.resolve() / ".pwfile"
-        pwfile.write_text(self.settings["POSTGRES_SUPERUSER_PASSWORD"] + "\n")
+        write_private(pwfile, self.settings["POSTGRES_SUPERUSER_PASSWORD"] + "\n")
         shutil.chown(pwfile, OS_USER, OS_USER)
-        pwfile.chmod(0o600)
         try:
             subprocess.run(
                 [
