@@ -154,7 +154,7 @@ def check_redis(url: str) -> redis.Redis:
     try:
         client.ping()
     except redis.AuthenticationError as err:
-        raise StartupError(f"Redis at {_where(url)} refused the password in REDIS_URL: {err}") from None
+        raise StartupError(f"Redis at {_where(url)} refused the login in REDIS_LIVE_WRITER_URL: {err}") from None
     except redis.RedisError as err:
         raise StartupError(f"Redis at {_where(url)} is unreachable: {err}") from None
     return client
@@ -315,7 +315,7 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
             .trigger(realTime=options.interval)
         )
     else:
-        sink = BatchSink(settings["REDIS_URL"], options.key_prefix, on_rows=heartbeat.rows_written)
+        sink = BatchSink(settings["REDIS_LIVE_WRITER_URL"], options.key_prefix, on_rows=heartbeat.rows_written)
         writer = aggregates.writeStream.foreachBatch(sink).trigger(processingTime=options.interval)
     writer = writer.queryName("live_metrics").outputMode("update").option("checkpointLocation", str(options.checkpoint))
     return writer.start()
@@ -442,7 +442,7 @@ def run(argv: list[str]) -> int:
     stop = threading.Event()
     _on_signals(stop)
     try:
-        client = check_redis(settings["REDIS_URL"])
+        client = check_redis(settings["REDIS_LIVE_WRITER_URL"])
         partitions = check_kafka(settings["KAFKA_BOOTSTRAP"], options.topics)
         kafka_jars(settings)
     except StartupError as err:
@@ -466,7 +466,13 @@ def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
     topic = topics.live_aggregates(options.key_prefix)
     ensure_topic(settings["KAFKA_BOOTSTRAP"], topic)
-    relay = Relay(settings["KAFKA_BOOTSTRAP"], topic, settings["REDIS_URL"], options.key_prefix, heartbeat.rows_written)
+    relay = Relay(
+        settings["KAFKA_BOOTSTRAP"],
+        topic,
+        settings["REDIS_LIVE_WRITER_URL"],
+        options.key_prefix,
+        heartbeat.rows_written,
+    )
     relay.start(on_failure=stop)
     return relay
 

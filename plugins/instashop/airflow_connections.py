@@ -48,7 +48,7 @@ def airflow_connections(settings: Settings) -> dict[str, str]:
             "conn_type": "kafka",
             "extra": {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "group.id": KAFKA_GROUP_ID},
         },
-        REDIS: _redis(settings["REDIS_URL"]),
+        REDIS: _redis(settings["REDIS_LIVE_READER_URL"]),
     }
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in definitions.items()}
 

@@ -267,7 +267,9 @@ def spark_status() -> None:
     settings = config.load_settings()
     pid = jobs.spark_job(settings).pid()
     try:
-        beat = live_metrics.read_heartbeat(redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=5)) or {}
+        beat = (
+            live_metrics.read_heartbeat(redis.Redis.from_url(settings["REDIS_LIVE_READER_URL"], socket_timeout=5)) or {}
+        )
     except redis.RedisError as err:
         beat = {"error": f"Redis unreachable: {err}"}
     table = Table("spark", "", show_header=False)

@@ -112,3 +112,49 @@ def test_redis_answers_with_auth_and_refuses_without(settings):
     anonymous = redis.Redis(host="127.0.0.1", port=settings.port("redis"), socket_timeout=5)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
+
+
+# --- Redis: one ACL user per component ------------------------------------------------------------
+
+
+def _redis_as(settings, url_key: str) -> redis.Redis:
+    return redis.Redis.from_url(settings[url_key], socket_timeout=5, decode_responses=True)
+
+
+def test_redis_live_writer_writes_live_keys_only(settings):
+    writer = _redis_as(settings, "REDIS_LIVE_WRITER_URL")
+    key = f"live:acl-test:{uuid.uuid4().hex}"
+    writer.hset(key, mapping={"transactions": 1})
+    writer.expire(key, 60)
+    assert writer.hgetall(key) == {"transactions": "1"}
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        writer.set(f"superset_data_{uuid.uuid4().hex}", "x")
+    for command in (("FLUSHDB",), ("CONFIG", "GET", "requirepass"), ("KEYS", "*")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            writer.execute_command(*command)
+    writer.delete(key)
+
+
+def test_redis_live_reader_may_only_read_live_keys(settings):
+    admin, reader = _redis_as(settings, "REDIS_URL"), _redis_as(settings, "REDIS_LIVE_READER_URL")
+    key = f"live:acl-test:{uuid.uuid4().hex}"
+    admin.set(key, "42", ex=60)
+    assert reader.get(key) == "42"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.set(key, "43")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.delete(key)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.get("superset_meta_anything")
+    assert admin.get(key) == "42"
+    admin.delete(key)
+
+
+def test_redis_superset_cache_user_cannot_touch_live_metrics(settings):
+    cache = _redis_as(settings, "REDIS_SUPERSET_URL")
+    key = f"superset_data_acl_test_{uuid.uuid4().hex}"
+    cache.set(key, "cached", ex=60)
+    assert cache.get(key) == "cached"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        cache.get("live:heartbeat")
+    cache.delete(key)

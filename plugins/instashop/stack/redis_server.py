@@ -1,4 +1,4 @@
-"""Redis 7 (Debian's redis-server): the live-metrics store, password-protected, data kept on disk."""
+"""Redis 7 (Debian's redis-server): the live-metrics store, an ACL user per component, data kept on disk."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import shutil
 
 import redis
 
+from instashop.config import write_private
 from instashop.stack.service import Service
 
 
@@ -25,12 +26,13 @@ class RedisServer(Service):
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Written on every start so a port or password change in .env takes effect.
-        self.conf_file.write_text(
+        write_private(
+            self.conf_file,
             "# written by `make up`\n"
             "bind 127.0.0.1\n"
             f"port {self.port}\n"
-            f"requirepass {self.settings['REDIS_PASSWORD']}\n"
-            f"dir {self.data_dir}\n"
+            + "".join(f"user {name} {' '.join(rules)}\n" for name, rules in self._acl_users().items())
+            + f"dir {self.data_dir}\n"
             "daemonize no\n"
             # Keep the command line (with our config path) so the pid file can be verified.
             "set-proc-title no\n"
@@ -38,9 +40,39 @@ class RedisServer(Service):
             "appendfsync everysec\n"
             "maxmemory 1gb\n"
             # Live metrics carry TTLs; under pressure evict those first.
-            "maxmemory-policy volatile-ttl\n"
+            "maxmemory-policy volatile-ttl\n",
         )
-        self.conf_file.chmod(0o600)
+
+    def _acl_users(self) -> dict[str, list[str]]:
+        """One ACL user per component, with only the keys and commands it needs.
+
+        `default` (REDIS_URL) is the operator's: the stack's health check, the tests, clean-ups.
+        Key patterns bind reads and writes alike; `-@dangerous` takes away KEYS, FLUSHDB, CONFIG,
+        DEBUG and the like even where a category would grant them.
+        """
+        users = {
+            "default": ("~* &* +@all", "REDIS_PASSWORD"),
+            # The Spark app: its live:* metrics and heartbeat.
+            "live_writer": (
+                "resetchannels ~live:* +@read +@write +@connection -@dangerous",
+                "REDIS_LIVE_WRITER_PASSWORD",
+            ),
+            # Superset's live adapter, Airflow's supervisor and reconciliation, `instashop spark status`.
+            "live_reader": ("resetchannels ~live:* +@read +@connection -@dangerous", "REDIS_LIVE_READER_PASSWORD"),
+            # Superset's caches (db 1, keys superset_*) and its rate limiter's counters (LIMITS*).
+            "superset": (
+                "resetchannels ~superset_* ~LIMITS* +@read +@write +@connection +select +@scripting -@dangerous",
+                "REDIS_SUPERSET_PASSWORD",
+            ),
+        }
+        return {name: ["reset", "on", f">{self.settings[key]}", *rules.split()] for name, (rules, key) in users.items()}
+
+    def bootstrap(self) -> None:
+        """A Redis started by an older version (or before a password change) gets the users now."""
+        client = redis.Redis.from_url(self.settings["REDIS_URL"], socket_timeout=5)
+        for name, rules in self._acl_users().items():
+            if name != "default":  # REDIS_URL is how we got in
+                client.execute_command("ACL", "SETUSER", name, *rules)
 
     def is_healthy(self) -> bool:
         try:
