@@ -7,6 +7,8 @@ partition. Logs each partition dropped with its row count; the list is the task'
 
 Retention in days, first found wins: the run's Param `retention_days` (trigger form), the Airflow
 Variable `dwh_retention_days`, then 90. With retention N, days before (today - N) are dropped.
+A retention under 7 days is refused (the run fails, naming the source) unless the run's Param
+`force` is true: a typo must not wipe the warehouse.
 Each partition is dropped in its own short transaction with a lock timeout, so a busy table makes
 the task retry rather than stall the consumer. Logic: `plugins/instashop/partitions.py`.
 """
@@ -17,6 +19,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, Variable, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from instashop import airflow_connections as conns
 from instashop import partitions
@@ -38,7 +41,16 @@ RETENTION_VARIABLE = "dwh_retention_days"
             type=["null", "integer"],
             minimum=1,
             title="Retention (days)",
-            description=f"Keep this many days before today. Empty: Variable {RETENTION_VARIABLE}, else 90.",
+            description=(
+                f"Keep this many days before today. Empty: Variable {RETENTION_VARIABLE}, else 90. "
+                f"Under {partitions.MIN_RETENTION_DAYS} only with force."
+            ),
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force a short retention",
+            description=f"Allow a retention under {partitions.MIN_RETENTION_DAYS} days (drops that much history).",
         ),
     },
     default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=5)},
@@ -46,7 +58,12 @@ RETENTION_VARIABLE = "dwh_retention_days"
 def dwh_retention():
     @task
     def drop_old_partitions(params: dict | None = None) -> list[dict]:
-        days = partitions.resolve_retention_days(params["retention_days"], Variable.get(RETENTION_VARIABLE, None))
+        try:
+            days = partitions.resolve_retention_days(
+                params["retention_days"], Variable.get(RETENTION_VARIABLE, None), params["force"]
+            )
+        except ValueError as err:  # a bad setting: retrying would not mend it
+            raise AirflowFailException(str(err)) from err
         today = pendulum.now("UTC").date()
         cutoff = partitions.retention_cutoff(today, days)
         print(f"retention {days} days: dropping partitions of days before {cutoff}")

@@ -137,6 +137,9 @@ def _create_partition(conn, day: date) -> None:
 # --- ownership and retention (the dwh_partition_maintenance and dwh_retention DAGs) ------------
 
 DEFAULT_RETENTION_DAYS = 90
+# A shorter retention drops weeks the dashboards, the reconciliation and the session backfills
+# still read: a typo (1 for 100) would wipe the warehouse. Below it a run must be forced.
+MIN_RETENTION_DAYS = 7
 # DETACH/DROP wait for an ACCESS EXCLUSIVE lock on the parent, and every insert queues behind a
 # waiting request: give up quickly (the task retries) rather than stall the consumer.
 LOCK_TIMEOUT = "5s"
@@ -149,8 +152,11 @@ def adopt_partitions(conn) -> list[str]:
         return [name for (name,) in cur.fetchall()]
 
 
-def resolve_retention_days(param: int | None, variable: str | None) -> int:
-    """Retention in days: the run's Param if given, else the Airflow Variable, else the default."""
+def resolve_retention_days(param: int | None, variable: str | None, force: bool = False) -> int:
+    """Retention in days: the run's Param if given, else the Airflow Variable, else the default.
+
+    Under MIN_RETENTION_DAYS only with `force`; never under 1 (today's partition is never dropped).
+    """
     for source, value in (("param retention_days", param), ("Variable dwh_retention_days", variable)):
         if value is None or value == "":
             continue
@@ -160,6 +166,11 @@ def resolve_retention_days(param: int | None, variable: str | None) -> int:
             raise ValueError(f"{source} must be a whole number of days, got {value!r}") from None
         if days < 1:
             raise ValueError(f"{source} must be at least 1 day (today's partition is never dropped), got {days}")
+        if days < MIN_RETENTION_DAYS and not force:
+            raise ValueError(
+                f"{source} is {days} days, under the minimum of {MIN_RETENTION_DAYS}: "
+                "trigger with force=true to drop that much history"
+            )
         return days
     return DEFAULT_RETENTION_DAYS
 

@@ -173,6 +173,15 @@ def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(se
         drop_day_partitions(maintainer, OLD_DAYS)
 
 
+@pytest.mark.timeout(300)
+def test_retention_under_the_minimum_is_refused_and_drops_nothing(settings, maintainer):
+    before = partitions.existing_days(maintainer)
+    run = run_dag(settings, "dwh_retention", {"retention_days": partitions.MIN_RETENTION_DAYS - 1})
+    assert run.state == "failed"
+    assert f"under the minimum of {partitions.MIN_RETENTION_DAYS}: trigger with force=true" in run.output
+    assert partitions.existing_days(maintainer) >= before
+
+
 # --- session_outcomes_backfill ----------------------------------------------------------------------
 
 BACKFILL_DAY = date(2000, 2, 1)

@@ -4,7 +4,13 @@ from datetime import date
 
 import pytest
 
-from instashop.partitions import DEFAULT_RETENTION_DAYS, days_to_drop, resolve_retention_days, retention_cutoff
+from instashop.partitions import (
+    DEFAULT_RETENTION_DAYS,
+    MIN_RETENTION_DAYS,
+    days_to_drop,
+    resolve_retention_days,
+    retention_cutoff,
+)
 
 TODAY = date(2026, 11, 27)
 
@@ -55,3 +61,11 @@ def test_retention_days_come_from_param_then_variable_then_default(param, variab
 def test_unusable_retention_is_rejected_naming_its_source(param, variable, problem):
     with pytest.raises(ValueError, match=problem):
         resolve_retention_days(param, variable)
+
+
+@pytest.mark.parametrize(("param", "variable"), [(MIN_RETENTION_DAYS - 1, None), (None, "1")])
+def test_a_retention_under_the_minimum_is_refused_unless_forced(param, variable):
+    with pytest.raises(ValueError, match=f"under the minimum of {MIN_RETENTION_DAYS}: trigger with force=true"):
+        resolve_retention_days(param, variable)
+    assert resolve_retention_days(param, variable, force=True) == int(param or variable)
+    assert resolve_retention_days(MIN_RETENTION_DAYS, None) == MIN_RETENTION_DAYS
