@@ -51,7 +51,7 @@ def expected_rows(messages: list[tuple[str, bytes | None, bytes | None]]) -> dic
 
 
 def test_connect_offers_the_jdbc_sink(settings):
-    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", timeout=10)
+    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
     response.raise_for_status()
     plugins = {plugin["class"]: plugin for plugin in response.json()}
     assert plugins[JDBC_SINK]["type"] == "sink"
@@ -73,7 +73,9 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
         assert producer.flush(15) == 0
 
         config = jdbc_sink.sink_config(pattern, tasks=1, database=TEST_DB)
-        requests.put(f"{settings['CONNECT_URL']}/connectors/{name}/config", json=config, timeout=10).raise_for_status()
+        requests.put(
+            f"{settings['CONNECT_URL']}/connectors/{name}/config", json=config, auth=settings.connect_auth, timeout=10
+        ).raise_for_status()
         _wait_for_commits(admin, jdbc_sink.group_of(name), pattern, settings, name)
 
         for table, (key_column, rows) in expected_rows(messages).items():
@@ -96,7 +98,9 @@ def _wait_for_commits(admin: AdminClient, group: str, pattern: str, settings, na
         lag = consumer_group_lag(admin, group, pattern)
         if lag.total == 0 and lag.uncommitted_partitions == 0:
             return
-        status = requests.get(f"{settings['CONNECT_URL']}/connectors/{name}/status", timeout=10).json()
+        status = requests.get(
+            f"{settings['CONNECT_URL']}/connectors/{name}/status", auth=settings.connect_auth, timeout=10
+        ).json()
         assert "FAILED" not in json.dumps(status), status
         assert time.monotonic() < deadline, f"sink still {lag.total} messages behind: {status}"
         time.sleep(0.5)
