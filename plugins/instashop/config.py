@@ -37,6 +37,14 @@ _SECRET_KEYS = (
     "SUPERSET_SECRET_KEY",
     # Kafka Connect's REST API (HTTP basic auth, see stack/kafka.py).
     "CONNECT_REST_PASSWORD",
+    # Kafka principals (SASL/SCRAM; see instashop.kafka_auth): the broker itself, the stack's admin,
+    # and one per component.
+    "KAFKA_BROKER_PASSWORD",
+    "KAFKA_ADMIN_PASSWORD",
+    "KAFKA_CONNECT_PASSWORD",
+    "KAFKA_CONSUMER_PASSWORD",
+    "KAFKA_SPARK_PASSWORD",
+    "KAFKA_AIRFLOW_PASSWORD",
     # PostgreSQL role of the Debezium JDBC sink (the benchmarks' peer), the only one it may use.
     "JDBC_SINK_PASSWORD",
 )

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from instashop import generator, topics
+from instashop.kafka_auth import ADMIN, client_config
 from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_
         kwargs={"console": None},
     )
     writer.start()
-    producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "message.max.bytes": 2_000_000})
+    producer = Producer({**client_config(settings, ADMIN), "message.max.bytes": 2_000_000})
     for key, (value, _) in poison.items():
         producer.produce(CDC_TOPIC, key=_key(key), value=value)
         time.sleep(0.3)  # spread among the real changes
@@ -97,7 +98,7 @@ def _dead_letter_reasons(settings, tag: str) -> dict[str, tuple[str, int]]:
 def _dlq_topic_reasons(settings, tag: str, expected: int) -> dict[str, str]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+            **client_config(settings, ADMIN),
             "group.id": f"test-{tag}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -17,7 +17,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg2 import sql
 
 from benchmarks import jdbc_sink
+from instashop import kafka_auth
 from instashop.debezium import decode
+from instashop.kafka_auth import ADMIN, client_config
 from instashop.kafka_lag import consumer_group_lag
 
 pytestmark = pytest.mark.integration
@@ -62,12 +64,15 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
     pattern, name = rf"^{prefix}\.public\..+", f"{prefix}-sink"
     messages = captured()
     topics = sorted({f"{prefix}.public.{table}" for table, _, _ in messages})
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    admin = AdminClient(client_config(settings, ADMIN))
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
         future.result(timeout=15)
     jdbc_sink.fresh_sink_database(settings, TEST_DB)
+    # The sink runs as Connect's principal, which may read no topic but these, for this test.
+    scratch = kafka_auth.scratch_grants(kafka_auth.CONNECT, prefix)
+    kafka_auth.grant(admin, scratch)
     try:
-        producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "acks": "all"})
+        producer = Producer({**client_config(settings, ADMIN), "acks": "all"})
         for table, key, value in messages:
             producer.produce(f"{prefix}.public.{table}", key=key, value=value)
         assert producer.flush(15) == 0
@@ -87,6 +92,7 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
     finally:
         jdbc_sink.remove_sink(settings, admin, name)
         jdbc_sink.drop_sink_database(settings, TEST_DB)
+        kafka_auth.revoke(admin, scratch)
         for future in admin.delete_topics(topics).values():
             future.result(timeout=15)
 

@@ -12,6 +12,7 @@ variables its connectors reference, and its env config provider resolves no othe
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import subprocess
@@ -20,13 +21,18 @@ from pathlib import Path
 
 import requests
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
+from instashop import kafka_auth
 from instashop.config import Settings
 from instashop.stack.service import Service
 
+log = logging.getLogger(__name__)
+
 DEBEZIUM_POSTGRES = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 # Small heaps for a dev box; on OutOfMemoryError the JVM exits rather than limp on half-broken.
 JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError")
 BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
@@ -74,11 +80,12 @@ class KafkaBroker(Service):
                 # A static voter, not a `--standalone` dynamic quorum: that one records the controller's
                 # endpoint in the metadata log at format time, so a port change in .env would not apply.
                 "controller.quorum.voters": f"1@{controller}",
-                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://{controller}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listeners": f"CLIENT://127.0.0.1:{self.port},CONTROLLER://{controller}",
+                "advertised.listeners": f"CLIENT://127.0.0.1:{self.port}",
                 "controller.listener.names": "CONTROLLER",
-                "inter.broker.listener.name": "PLAINTEXT",
+                "inter.broker.listener.name": "CLIENT",
+                **self._authentication(),
+                **self._authorization(),
                 "log.dirs": self.log_dir,
                 "num.partitions": 3,
                 "auto.create.topics.enable": "true",
@@ -97,13 +104,56 @@ class KafkaBroker(Service):
         if not (self.log_dir / "meta.properties").exists():
             self._format_storage()
 
+    def _authentication(self) -> dict[str, str]:
+        """SASL on both listeners, loopback only. Clients log in with SCRAM-SHA-512 (users in the
+        metadata log, see bootstrap); the broker and controller with PLAIN as `broker`, whose one
+        password is in this 0600 file: KRaft cannot use SCRAM between controller and broker (the
+        credentials live in the metadata the controller serves), and PLAIN on the client listener
+        lets `bootstrap` log in before any SCRAM user exists."""
+        password = self.settings[kafka_auth.PASSWORD_KEYS[kafka_auth.BROKER]]
+        user = kafka_auth.BROKER
+        plain = f'{PLAIN_LOGIN} required username="{user}" password="{password}" user_{user}="{password}";'
+        return {
+            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.client.sasl.enabled.mechanisms": f"{kafka_auth.MECHANISM},PLAIN",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": f"{SCRAM_LOGIN} required;",
+            "listener.name.client.plain.sasl.jaas.config": plain,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+        }
+
+    def _authorization(self) -> dict[str, str]:
+        """ACLs decide (kafka_auth.acls); what no ACL allows is denied, to everyone but the super users."""
+        return {
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": ";".join(f"User:{user}" for user in kafka_auth.SUPER_USERS),
+        }
+
     def is_healthy(self) -> bool:
         try:
             # log_level 0: no librdkafka "connection refused" lines while the broker starts.
-            admin = AdminClient({"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"], "log_level": 0})
+            admin = AdminClient({**kafka_auth.broker_client_config(self.settings), "log_level": 0})
             return bool(admin.list_topics(timeout=2).brokers)
         except KafkaException:
             return False
+
+    def bootstrap(self) -> None:
+        """The SCRAM users and the ACLs, at every start: a storage formatted by an older stack (no
+        users yet) comes up the same, and a password or ACL changed in the code takes effect."""
+        admin = AdminClient(kafka_auth.broker_client_config(self.settings))
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, kafka_auth.SCRAM_ITERATIONS)
+        users = [
+            UserScramCredentialUpsertion(user, info, self.settings[kafka_auth.PASSWORD_KEYS[user]].encode())
+            for user in kafka_auth.SCRAM_USERS
+        ]
+        for future in admin.alter_user_scram_credentials(users, request_timeout=30).values():
+            future.result()
+        for future in admin.create_acls(kafka_auth.acls(), request_timeout=30).values():
+            future.result()
+        log.info("kafka: %d SCRAM users and %d ACLs in place", len(users), len(kafka_auth.acls()))
 
     def urls(self) -> list[str]:
         return [f"{self.settings['KAFKA_BOOTSTRAP']}  (Kafka bootstrap, KAFKA_BOOTSTRAP in .env)"]
@@ -158,7 +208,8 @@ class KafkaConnect(Service):
             self.conf_file,
             {
                 "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
-                "group.id": "instashop-connect",
+                **self._kafka_login(),
+                "group.id": kafka_auth.CONNECT_GROUP,
                 "config.storage.topic": "connect-configs",
                 "offset.storage.topic": "connect-offsets",
                 "status.storage.topic": "connect-status",
@@ -197,6 +248,16 @@ class KafkaConnect(Service):
                 "connector.client.config.override.allowlist": ",".join(CLIENT_OVERRIDES),
             },
         )
+
+    def _kafka_login(self) -> dict[str, str]:
+        """The worker's principal for its own clients and for its connectors' producers, consumers and
+        admin clients (Connect passes them only the `producer.`, `consumer.`, `admin.` prefixed ones)."""
+        login = kafka_auth.java_client_properties(self.settings, kafka_auth.CONNECT)
+        return {
+            f"{prefix}{key}": value
+            for prefix in ("", "producer.", "consumer.", "admin.")
+            for key, value in login.items()
+        }
 
     def environment(self) -> dict[str, str]:
         """Only what the connector configs reference, and the JVM's basics: nothing else of the caller's
