@@ -326,15 +326,16 @@ def topic_names(prefix: str) -> list[str]:
     return [f"{prefix}.public.{table}" for table in TABLES]
 
 
-def prefill(bootstrap: str, prefix: str, events: int, console: Console) -> ChangeStream:
-    """Create the scratch topics and write at least `events` change events (whole sessions) to them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def prefill(kafka: dict[str, Any], prefix: str, events: int, console: Console) -> ChangeStream:
+    """Create the scratch topics and write at least `events` change events (whole sessions) to them.
+    `kafka`: a client config allowed to (kafka_auth.client_config)."""
+    admin = AdminClient(kafka)
     for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topic_names(prefix)]).values():
         future.result()
     # Big lingering lz4 batches: the envelopes repeat their schema, so they compress ~10x.
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka,
             "linger.ms": 50,
             "batch.size": 4_000_000,
             "compression.type": "lz4",

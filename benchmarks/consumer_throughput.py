@@ -49,7 +49,7 @@ from benchmarks import jdbc_sink
 from benchmarks.cdc_events import TABLES, ChangeStream, prefill, topic_names
 from benchmarks.drain import Drain, backends_cpu_seconds, process_cpu_seconds, wait_drained
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import migrations, partitions
+from instashop import kafka_auth, migrations, partitions
 from instashop.config import Settings, load_settings
 from instashop.consumer import ConsumerOptions, DwhConsumer
 
@@ -295,14 +295,20 @@ def main() -> None:
     if args.events < 50_000:
         parser.error("--events must be at least 50000 (a rate needs several commits)")
     settings = load_settings()
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    admin = AdminClient(kafka_auth.client_config(settings, kafka_auth.ADMIN))
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     pattern, sink_name = rf"^{prefix}\.public\..+", f"{prefix}-jdbc-sink"
+    # The consumer and the sink run as their own principals: they get the scratch topics for this run.
+    scratch = [
+        *kafka_auth.scratch_grants(kafka_auth.CONSUMER, prefix, group_prefix=prefix),
+        *kafka_auth.scratch_grants(kafka_auth.CONNECT, prefix),
+    ]
+    kafka_auth.grant(admin, scratch)
     fresh_bench_database(settings)
     jdbc_sink.fresh_sink_database(settings)
     load_before, started = os.getloadavg()[0], time.perf_counter()
     try:
-        stream = prefill(settings["KAFKA_BOOTSTRAP"], prefix, args.events, console)
+        stream = prefill(kafka_auth.client_config(settings, kafka_auth.ADMIN), prefix, args.events, console)
         prefill_seconds = time.perf_counter() - started
         console.print(f"pre-filled {stream.events:,} change events in {prefill_seconds:.0f} s")
         checkpoint(settings)
@@ -318,6 +324,7 @@ def main() -> None:
         naive = naive_inserts(settings)
     finally:
         clean_up(settings, admin, prefix, sink_name)
+        kafka_auth.revoke(admin, scratch)
     results = summarize(stream, consumer, sink, copy, naive, args.sink_tasks)
     # The machine is shared: the 1-minute load around the run tells how noisy the numbers are.
     results["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}

@@ -48,8 +48,9 @@ def sink_config(topic_regex: str, tasks: int, database: str = SINK_DB) -> dict[s
         "tasks.max": str(tasks),
         "topics.regex": topic_regex,
         "connection.url": f"jdbc:postgresql://127.0.0.1:${{env:POSTGRES_PORT}}/{database}",
-        "connection.username": "dwh_writer",
-        "connection.password": "${env:DWH_WRITER_PASSWORD}",
+        # A role of its own: the Connect worker holds no other database password (see stack/kafka.py).
+        "connection.username": "jdbc_sink",
+        "connection.password": "${env:JDBC_SINK_PASSWORD}",
         "insert.mode": "upsert",
         "primary.key.mode": "record_key",
         "delete.enabled": "true",
@@ -71,10 +72,10 @@ def sink_config(topic_regex: str, tasks: int, database: str = SINK_DB) -> dict[s
 
 
 def fresh_sink_database(settings: Settings, database: str = SINK_DB) -> None:
-    """An empty scratch database where dwh_writer may create tables (the sink creates its own)."""
+    """An empty scratch database where jdbc_sink may create tables (the sink creates its own)."""
     drop_sink_database(settings, database)
     _admin_execute(settings, "postgres", sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    _admin_execute(settings, database, sql.SQL("GRANT CREATE ON SCHEMA public TO dwh_writer"))
+    _admin_execute(settings, database, sql.SQL("GRANT CREATE ON SCHEMA public TO jdbc_sink"))
 
 
 def drop_sink_database(settings: Settings, database: str = SINK_DB) -> None:

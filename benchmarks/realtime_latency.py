@@ -44,7 +44,7 @@ from rich.table import Table
 
 from benchmarks.load import BrokenRun, LoadThread
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import generator, live_metrics, supervisor, topics
+from instashop import generator, kafka_auth, live_metrics, supervisor, topics
 from instashop.airflow_api import AirflowApiError, AirflowClient
 from instashop.config import Settings, load_settings
 from instashop.jobs import Job, spark_job, spark_scratch
@@ -104,7 +104,7 @@ def stop_instance(settings: Settings, job: Job, client: redis.Redis, run_id: str
         shutil.rmtree(folder, ignore_errors=True)
     for key in client.scan_iter(f"{prefix(run_id)}:*", count=1000):
         client.delete(key)
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    admin = AdminClient(kafka_auth.client_config(settings, kafka_auth.ADMIN))
     admin.delete_topics([topics.live_aggregates(prefix(run_id))])  # Real-time Mode's, if any
 
 
@@ -197,9 +197,8 @@ class Prober:
 
 
 def _tail_consumer(settings: Settings) -> Consumer:
-    consumer = Consumer(
-        {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "group.id": "latency-bench", "enable.auto.commit": False}
-    )
+    kafka = kafka_auth.client_config(settings, kafka_auth.ADMIN)  # the benchmark's own probe
+    consumer = Consumer({**kafka, "group.id": "latency-bench", "enable.auto.commit": False})
     partitions = consumer.list_topics(TRANSACTIONS_TOPIC, timeout=10).topics[TRANSACTIONS_TOPIC].partitions
     consumer.assign([TopicPartition(TRANSACTIONS_TOPIC, p, OFFSET_END) for p in partitions])
     return consumer

@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,7 +56,7 @@ from realtime_events import cdc_topics, events
 from redis_relay import Relay, ensure_topic, kafka_records
 from redis_sink import BatchSink, connect
 
-from instashop import live_metrics, topics
+from instashop import kafka_auth, live_metrics, topics
 from instashop.config import Settings, load_settings
 from instashop.jobs import spark_scratch
 
@@ -160,16 +161,16 @@ def check_redis(url: str) -> redis.Redis:
     return client
 
 
-def check_kafka(bootstrap: str, wanted: list[str]) -> int:
+def check_kafka(kafka: dict[str, Any], wanted: list[str]) -> int:
     """The partitions of the wanted topics that exist (topics appear when a table first changes)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    admin = AdminClient({**kafka, "socket.connection.setup.timeout.ms": 5000})
     try:
         metadata = admin.list_topics(timeout=10)
     except KafkaException as err:
-        raise StartupError(f"Kafka at {bootstrap} is unreachable: {err.args[0]}") from None
+        raise StartupError(f"Kafka at {kafka['bootstrap.servers']} is unreachable: {err.args[0]}") from None
     missing = [t for t in wanted if t not in metadata.topics]
     if missing:
         log.warning("topics not created yet (read once they appear): %s", ", ".join(missing))
@@ -288,7 +289,7 @@ def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
 def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbeat):
     kafka = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings["KAFKA_BOOTSTRAP"])
+        .options(**kafka_auth.spark_options(settings, kafka_auth.SPARK))
         .option("subscribe", ",".join(options.topics))
         .option("startingOffsets", options.starting_offsets)
         .option("failOnDataLoss", "false")  # retention may delete what a long-stopped app never read
@@ -309,7 +310,7 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
         writer = (
             aggregates.select(*kafka_records(aggregates))
             .writeStream.format("kafka")
-            .option("kafka.bootstrap.servers", settings["KAFKA_BOOTSTRAP"])
+            .options(**kafka_auth.spark_options(settings, kafka_auth.SPARK))
             .option("topic", topics.live_aggregates(options.key_prefix))
             .option("kafka.linger.ms", "0")  # send each row at once (the client waits 5 ms by default)
             .trigger(realTime=options.interval)
@@ -443,7 +444,7 @@ def run(argv: list[str]) -> int:
     _on_signals(stop)
     try:
         client = check_redis(settings["REDIS_LIVE_WRITER_URL"])
-        partitions = check_kafka(settings["KAFKA_BOOTSTRAP"], options.topics)
+        partitions = check_kafka(kafka_auth.client_config(settings, kafka_auth.SPARK), options.topics)
         kafka_jars(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
@@ -465,14 +466,9 @@ def run(argv: list[str]) -> int:
 def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop: threading.Event) -> Relay:
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
     topic = topics.live_aggregates(options.key_prefix)
-    ensure_topic(settings["KAFKA_BOOTSTRAP"], topic)
-    relay = Relay(
-        settings["KAFKA_BOOTSTRAP"],
-        topic,
-        settings["REDIS_LIVE_WRITER_URL"],
-        options.key_prefix,
-        heartbeat.rows_written,
-    )
+    kafka = kafka_auth.client_config(settings, kafka_auth.SPARK)
+    ensure_topic(kafka, topic)
+    relay = Relay(kafka, topic, settings["REDIS_LIVE_WRITER_URL"], options.key_prefix, heartbeat.rows_written)
     relay.start(on_failure=stop)
     return relay
 

@@ -38,9 +38,10 @@ TOP_PRODUCTS_SECONDS = 1.0  # the ranking reads 5 minutes of windows: at most on
 TOPIC_CONFIG = {"retention.ms": str(10 * 60_000), "segment.ms": str(60_000), "retention.bytes": str(512 << 20)}
 
 
-def ensure_topic(bootstrap: str, topic: str) -> None:
-    """One partition: every group's rows stay in the order the query emitted them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def ensure_topic(kafka: dict[str, Any], topic: str) -> None:
+    """One partition: every group's rows stay in the order the query emitted them. `kafka`: the
+    client config of the app's principal (kafka_auth.client_config)."""
+    admin = AdminClient(kafka)
     if topic in admin.list_topics(timeout=10).topics:
         return
     try:
@@ -75,7 +76,7 @@ class Relay:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: dict[str, Any],
         topic: str,
         redis_url: str,
         prefix: str,
@@ -84,7 +85,7 @@ class Relay:
         self.topic, self.prefix, self.on_rows = topic, prefix, on_rows
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka,
                 "group.id": f"{topic}.relay",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",

@@ -17,6 +17,7 @@ import psycopg2
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import parse_dsn
 
+from instashop import kafka_auth
 from instashop.config import Settings
 
 # Partition DDL, retention and the supervisor's health records: the role that owns realtime_events.
@@ -27,7 +28,8 @@ DWH_WRITER = "instashop_dwh_writer"
 DWH_READONLY = "instashop_dwh_readonly"
 # Reconciliation reads of the shop's database. The shop has no read-only role; the session is.
 OLTP_READ = "instashop_oltp_read"
-# Consumer-group lag through the admin API. Its group.id is Airflow's own, never the consumer's,
+# Consumer-group lag through the admin API, as the `airflow` Kafka principal (it may only describe
+# the DWH consumer's group and the CDC topics). Its group.id is Airflow's own, never the consumer's,
 # so nothing started from this connection can join (and rebalance) the DWH consumer's group.
 KAFKA = "instashop_kafka"
 KAFKA_GROUP_ID = "instashop-airflow"
@@ -46,7 +48,7 @@ def airflow_connections(settings: Settings) -> dict[str, str]:
         OLTP_READ: _postgres(settings["OLTP_DSN"], "airflow-reconciliation", options=_READ_ONLY_SESSION),
         KAFKA: {
             "conn_type": "kafka",
-            "extra": {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "group.id": KAFKA_GROUP_ID},
+            "extra": {**kafka_auth.client_config(settings, kafka_auth.AIRFLOW), "group.id": KAFKA_GROUP_ID},
         },
         REDIS: _redis(settings["REDIS_LIVE_READER_URL"]),
     }

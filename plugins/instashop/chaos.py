@@ -37,7 +37,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from rich.console import Console
 from rich.table import Table
 
-from instashop import generator, jobs, live_metrics, reconciliation, supervisor, topics
+from instashop import generator, jobs, kafka_auth, live_metrics, reconciliation, supervisor, topics
 from instashop.airflow_api import AirflowApiError, AirflowClient
 from instashop.config import Settings
 from instashop.connector import CDC_TOPIC_PATTERN, ConnectClient, ConnectError
@@ -219,6 +219,12 @@ def _seconds(value: float | None) -> str:
 # --- probes: each answers now, never raises (the thing it asks may be down) ---------------------------
 
 
+def _kafka(settings: Settings) -> dict[str, Any]:
+    """The soak's own Kafka client (probes, poison, reading the DLQ back): the admin principal, as a
+    test's set-up; the components it checks run as their own."""
+    return kafka_auth.client_config(settings, kafka_auth.ADMIN)
+
+
 def _query_one(dsn: str, sql: str, params: tuple = ()) -> tuple | None:
     try:
         with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn, conn.cursor() as cur:
@@ -285,9 +291,7 @@ class Probes:
 
     def broker_accepts_produce(self) -> bool:
         delivered: list[bool] = []
-        producer = Producer(
-            {"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"], "message.timeout.ms": 3000, "log_level": 0}
-        )
+        producer = Producer({**_kafka(self.settings), "message.timeout.ms": 3000, "log_level": 0})
         producer.produce(PROBE_TOPIC, b"probe", on_delivery=lambda err, _: delivered.append(err is None))
         producer.flush(5)
         return delivered == [True]
@@ -623,7 +627,7 @@ class Soak:
 
     def inject_poison(self) -> None:
         tag = f"chaos-{int(self.started)}"
-        producer = Producer({"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"]})
+        producer = Producer(_kafka(self.settings))
         for name, (key, value) in poison_messages(tag).items():
 
             def delivered(err, message, name=name) -> None:
@@ -650,7 +654,7 @@ class Soak:
     def _dlq_reader(self) -> Consumer:
         return Consumer(
             {
-                "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+                **_kafka(self.settings),
                 "group.id": "instashop-chaos",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -712,7 +716,8 @@ class Soak:
         from instashop.kafka_lag import consumer_group_lag
 
         try:
-            admin = AdminClient({"bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"]})
+            # As the supervisor reads it: the airflow principal may describe the consumer's group.
+            admin = AdminClient(kafka_auth.client_config(self.settings, kafka_auth.AIRFLOW))
             return consumer_group_lag(admin, ConsumerOptions().group_id, CDC_TOPIC_PATTERN).total
         except KafkaException:
             return None

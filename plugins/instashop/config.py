@@ -38,6 +38,18 @@ _SECRET_KEYS = (
     "AIRFLOW_API_SECRET_KEY",
     "SUPERSET_ADMIN_PASSWORD",
     "SUPERSET_SECRET_KEY",
+    # Kafka Connect's REST API (HTTP basic auth, see stack/kafka.py).
+    "CONNECT_REST_PASSWORD",
+    # Kafka principals (SASL/SCRAM; see instashop.kafka_auth): the broker itself, the stack's admin,
+    # and one per component.
+    "KAFKA_BROKER_PASSWORD",
+    "KAFKA_ADMIN_PASSWORD",
+    "KAFKA_CONNECT_PASSWORD",
+    "KAFKA_CONSUMER_PASSWORD",
+    "KAFKA_SPARK_PASSWORD",
+    "KAFKA_AIRFLOW_PASSWORD",
+    # PostgreSQL role of the Debezium JDBC sink (the benchmarks' peer), the only one it may use.
+    "JDBC_SINK_PASSWORD",
 )
 
 _ENV_TEMPLATE = """\
@@ -57,6 +69,7 @@ SPARK_UI_PORT=4040
 # Logins of the web UIs
 AIRFLOW_ADMIN_USER=admin
 SUPERSET_ADMIN_USER=admin
+CONNECT_REST_USER=instashop
 
 # Random secrets
 {secrets}
@@ -128,6 +141,11 @@ class Settings:
     def admin_dsn(self, database: str) -> str:
         """The superuser's DSN on another database (migrations, partition maintenance)."""
         return make_dsn(self["POSTGRES_ADMIN_DSN"], dbname=database)
+
+    @property
+    def connect_auth(self) -> tuple[str, str]:
+        """The Kafka Connect REST login (HTTP basic auth) that every client of its API sends."""
+        return self["CONNECT_REST_USER"], self["CONNECT_REST_PASSWORD"]
 
     @cached_property
     def var_dir(self) -> Path:

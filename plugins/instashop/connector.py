@@ -2,8 +2,8 @@
 
 Its configuration lives in `stack/connect/instashop-oltp.json`; secrets and ports in it are
 `${env:…}` references that the Connect worker resolves (EnvVarConfigProvider), so the REST API
-never shows a password. `register` is idempotent: it creates, updates a changed configuration, or
-leaves a current one alone.
+never shows a password. Every request carries the REST login (CONNECT_REST_USER/_PASSWORD).
+`register` is idempotent: it creates, updates a changed configuration, or leaves a current one alone.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class ConnectorState:
 class ConnectClient:
     def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
         self.base = settings["CONNECT_URL"].rstrip("/")
+        self.auth = settings.connect_auth  # the REST API refuses requests without it (401)
         self.timeout = timeout
 
     def register(self, name: str = CONNECTOR_NAME, config: dict[str, Any] | None = None) -> str:
@@ -79,7 +80,7 @@ class ConnectClient:
         deadline = time.monotonic() + REBALANCE_WAIT
         while True:
             try:
-                response = requests.request(method, self.base + path, timeout=self.timeout, **kwargs)
+                response = requests.request(method, self.base + path, auth=self.auth, timeout=self.timeout, **kwargs)
             except requests.RequestException as err:
                 raise ConnectError(f"Kafka Connect at {self.base} is unreachable: {err}") from None
             if response.status_code in ok:

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from instashop import topics, typed_changes
+from instashop import kafka_auth, topics, typed_changes
 from instashop.config import Settings
 from instashop.connector import CDC_TOPIC_PATTERN
 from instashop.dead_letters import DeadLetter, dlq_message
@@ -240,7 +240,7 @@ class DwhConsumer:
 
     def _consumer_config(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+            **kafka_auth.client_config(self.settings, kafka_auth.CONSUMER),
             "group.id": self.options.group_id,
             "group.instance.id": self.options.instance_id,
             "enable.auto.commit": False,  # offsets only after the DWH commit
@@ -253,7 +253,7 @@ class DwhConsumer:
 
     def _producer_config(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+            **kafka_auth.client_config(self.settings, kafka_auth.CONSUMER),
             "enable.idempotence": True,
             "linger.ms": 5,
             "compression.type": "lz4",

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from instashop import generator, topics
+from instashop.kafka_auth import ADMIN, client_config
 from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_
         kwargs={"console": None},
     )
     writer.start()
-    producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "message.max.bytes": 2_000_000})
+    producer = Producer({**client_config(settings, ADMIN), "message.max.bytes": 2_000_000})
     for key, (value, _) in poison.items():
         producer.produce(CDC_TOPIC, key=_key(key), value=value)
         time.sleep(0.3)  # spread among the real changes
@@ -127,7 +128,7 @@ def _produce(settings, key: bytes, value: bytes, compression: str = "none") -> b
     """Produce one message to the transactions CDC topic; returns the value once the broker took it."""
     producer = Producer(
         {
-            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+            **client_config(settings, ADMIN),
             "message.max.bytes": 16 << 20,  # the client's own check; the broker's is what counts
             "compression.type": compression,
         }
@@ -141,9 +142,7 @@ def _produce(settings, key: bytes, value: bytes, compression: str = "none") -> b
 
 def _produce_broker_maximum(settings, key: bytes) -> bytes:
     """The largest uncompressed value the broker accepts on the CDC topic (its limit is on the batch)."""
-    producer = Producer(
-        {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "message.max.bytes": 16 << 20, "linger.ms": 0}
-    )
+    producer = Producer({**client_config(settings, ADMIN), "message.max.bytes": 16 << 20, "linger.ms": 0})
     errors: list = []
     size = 1_048_588  # the broker's default message.max.bytes: the batch, headers and key included
     while size > 1_040_000:
@@ -191,7 +190,7 @@ def _dlq_topic_headers(settings, tag: str, expected: int) -> dict[str, dict[str,
     """The DLQ topic's letters for the source keys of this test, by name: their headers."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+            **client_config(settings, ADMIN),
             "group.id": f"test-{tag}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -17,7 +17,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg2 import sql
 
 from benchmarks import jdbc_sink
+from instashop import kafka_auth
 from instashop.debezium import decode
+from instashop.kafka_auth import ADMIN, client_config
 from instashop.kafka_lag import consumer_group_lag
 
 pytestmark = pytest.mark.integration
@@ -51,7 +53,7 @@ def expected_rows(messages: list[tuple[str, bytes | None, bytes | None]]) -> dic
 
 
 def test_connect_offers_the_jdbc_sink(settings):
-    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", timeout=10)
+    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
     response.raise_for_status()
     plugins = {plugin["class"]: plugin for plugin in response.json()}
     assert plugins[JDBC_SINK]["type"] == "sink"
@@ -62,18 +64,23 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
     pattern, name = rf"^{prefix}\.public\..+", f"{prefix}-sink"
     messages = captured()
     topics = sorted({f"{prefix}.public.{table}" for table, _, _ in messages})
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    admin = AdminClient(client_config(settings, ADMIN))
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
         future.result(timeout=15)
     jdbc_sink.fresh_sink_database(settings, TEST_DB)
+    # The sink runs as Connect's principal, which may read no topic but these, for this test.
+    scratch = kafka_auth.scratch_grants(kafka_auth.CONNECT, prefix)
+    kafka_auth.grant(admin, scratch)
     try:
-        producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "acks": "all"})
+        producer = Producer({**client_config(settings, ADMIN), "acks": "all"})
         for table, key, value in messages:
             producer.produce(f"{prefix}.public.{table}", key=key, value=value)
         assert producer.flush(15) == 0
 
         config = jdbc_sink.sink_config(pattern, tasks=1, database=TEST_DB)
-        requests.put(f"{settings['CONNECT_URL']}/connectors/{name}/config", json=config, timeout=10).raise_for_status()
+        requests.put(
+            f"{settings['CONNECT_URL']}/connectors/{name}/config", json=config, auth=settings.connect_auth, timeout=10
+        ).raise_for_status()
         _wait_for_commits(admin, jdbc_sink.group_of(name), pattern, settings, name)
 
         for table, (key_column, rows) in expected_rows(messages).items():
@@ -85,6 +92,7 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
     finally:
         jdbc_sink.remove_sink(settings, admin, name)
         jdbc_sink.drop_sink_database(settings, TEST_DB)
+        kafka_auth.revoke(admin, scratch)
         for future in admin.delete_topics(topics).values():
             future.result(timeout=15)
 
@@ -96,7 +104,9 @@ def _wait_for_commits(admin: AdminClient, group: str, pattern: str, settings, na
         lag = consumer_group_lag(admin, group, pattern)
         if lag.total == 0 and lag.uncommitted_partitions == 0:
             return
-        status = requests.get(f"{settings['CONNECT_URL']}/connectors/{name}/status", timeout=10).json()
+        status = requests.get(
+            f"{settings['CONNECT_URL']}/connectors/{name}/status", auth=settings.connect_auth, timeout=10
+        ).json()
         assert "FAILED" not in json.dumps(status), status
         assert time.monotonic() < deadline, f"sink still {lag.total} messages behind: {status}"
         time.sleep(0.5)

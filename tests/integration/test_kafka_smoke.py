@@ -8,6 +8,8 @@ import requests
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from instashop.kafka_auth import ADMIN, client_config
+
 pytestmark = pytest.mark.integration
 
 DEBEZIUM_POSTGRES = "io.debezium.connector.postgresql.PostgresConnector"
@@ -16,7 +18,7 @@ DEBEZIUM_POSTGRES = "io.debezium.connector.postgresql.PostgresConnector"
 @pytest.fixture
 def topic(settings):
     """A fresh topic, deleted afterwards."""
-    admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    admin = AdminClient(client_config(settings, ADMIN))
     name = f"smoke-{uuid.uuid4().hex}"
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(timeout=15)
     yield name
@@ -25,14 +27,14 @@ def topic(settings):
 
 def test_a_produced_message_is_consumed_back(settings, topic):
     value = f"hello {uuid.uuid4()}".encode()
-    producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "acks": "all"})
+    producer = Producer({**client_config(settings, ADMIN), "acks": "all"})
     producer.produce(topic, key=b"smoke", value=value)
     assert producer.flush(15) == 0, "message not acknowledged within 15 s"
 
     # A consumer group, not a bare assignment: this also proves the offsets topic (one replica) works.
     consumer = Consumer(
         {
-            "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+            **client_config(settings, ADMIN),
             "group.id": topic,
             "auto.offset.reset": "earliest",
         }
@@ -51,7 +53,7 @@ def test_a_produced_message_is_consumed_back(settings, topic):
 
 
 def test_connect_offers_the_debezium_postgres_connector(settings):
-    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", timeout=10)
+    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
     response.raise_for_status()
     plugins = {plugin["class"]: plugin for plugin in response.json()}
     assert DEBEZIUM_POSTGRES in plugins
@@ -59,8 +61,8 @@ def test_connect_offers_the_debezium_postgres_connector(settings):
 
 
 def test_connect_runs_kafka_4_3_against_the_stack_broker(settings):
-    info = requests.get(f"{settings['CONNECT_URL']}/", timeout=10).json()
+    info = requests.get(f"{settings['CONNECT_URL']}/", auth=settings.connect_auth, timeout=10).json()
     # Debezium 3.6 is built against Kafka 4.3: the worker must stay on that line.
     assert info["version"].startswith("4.3."), info
-    cluster = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]}).list_topics(timeout=10)
+    cluster = AdminClient(client_config(settings, ADMIN)).list_topics(timeout=10)
     assert info["kafka_cluster_id"] == cluster.cluster_id

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from instashop import live_metrics, topics
 from instashop.jobs import spark_job, spark_scratch
+from instashop.kafka_auth import ADMIN, client_config
 from instashop.stack.process import tail, wait_until
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ class LiveApp:
         args += ["--conf", "spark.sql.streaming.stateStore.maintenanceInterval=2s"]
         self.job = spark_job(settings, *args, name=f"spark-it-{run}")
         self.redis = redis.Redis.from_url(settings["REDIS_URL"])
-        self.bootstrap = settings["KAFKA_BOOTSTRAP"]
+        self.kafka = client_config(settings, ADMIN)  # set-up and clean-up; the app runs as `spark`
         self.checkpoint = checkpoint
 
     def start(self) -> None:
@@ -87,7 +88,7 @@ class LiveApp:
         self.job.stop()
         for key in self.redis.scan_iter(f"{self.prefix}:*", count=1000):
             self.redis.delete(key)
-        AdminClient({"bootstrap.servers": self.bootstrap}).delete_topics([topics.live_aggregates(self.prefix)])
+        AdminClient(self.kafka).delete_topics([topics.live_aggregates(self.prefix)])
         shutil.rmtree(self.checkpoint, ignore_errors=True)
         self.job.process.log_file.unlink(missing_ok=True)
 
@@ -216,9 +217,7 @@ def _random_orders(shop: Shop, minute: int, count: int, seed: int) -> list[tuple
 
 def _messages_of(settings, topic: str, since: float, transaction_id: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of the messages of `topic` since `since` of this transaction (a change or an item)."""
-    consumer = Consumer(
-        {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "group.id": "test-live", "enable.auto.commit": False}
-    )
+    consumer = Consumer({**client_config(settings, ADMIN), "group.id": "test-live", "enable.auto.commit": False})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     starts = consumer.offsets_for_times([TopicPartition(topic, p, int(since * 1000)) for p in partitions], timeout=10)
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
@@ -251,7 +250,7 @@ def _transaction_id(value: bytes) -> int | None:
 
 def _produce(settings, records: list[tuple[str, bytes | None, bytes, int | None]]) -> None:
     """(topic, key, value, Kafka timestamp ms or None) onto the real topics."""
-    producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"]})
+    producer = Producer(client_config(settings, ADMIN))
     for topic, key, value, timestamp in records:
         producer.produce(topic, key=key, value=value, **({"timestamp": timestamp} if timestamp else {}))
     assert producer.flush(10) == 0

@@ -26,7 +26,14 @@ def test_every_connection_is_defined_as_json(tmp_path):
     oltp = json.loads(defined["AIRFLOW_CONN_INSTASHOP_OLTP_READ"])
     assert oltp["extra"]["options"] == "-c default_transaction_read_only=on"
     kafka = json.loads(defined["AIRFLOW_CONN_INSTASHOP_KAFKA"])
-    assert kafka["extra"] == {"bootstrap.servers": "127.0.0.1:9092", "group.id": "instashop-airflow"}
+    assert kafka["extra"] == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "airflow",
+        "sasl.password": settings["KAFKA_AIRFLOW_PASSWORD"],
+        "group.id": "instashop-airflow",
+    }
     redis = json.loads(defined["AIRFLOW_CONN_INSTASHOP_REDIS"])
     assert (redis["login"], redis["password"], redis["extra"]) == (None, settings["REDIS_PASSWORD"], {"db": 0})
 

@@ -35,6 +35,8 @@ ROLES = (
     ("dwh_maintainer", "DWH_MAINTAINER_PASSWORD", "LOGIN"),  # owns realtime_events (partition DDL)
     ("airflow", "AIRFLOW_DB_PASSWORD", "LOGIN"),
     ("superset", "SUPERSET_DB_PASSWORD", "LOGIN"),
+    # Debezium's JDBC sink (benchmarks/jdbc_sink.py): creates tables in its scratch database only.
+    ("jdbc_sink", "JDBC_SINK_PASSWORD", "LOGIN"),
 )
 # database -> owner
 DATABASES = {"instashop": "instashop_app", "dwh": "postgres", "airflow": "airflow", "superset": "superset"}
