@@ -24,7 +24,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
 from instashop import kafka_auth
-from instashop.config import Settings
+from instashop.config import Settings, write_private
 from instashop.stack.service import Service
 
 log = logging.getLogger(__name__)
@@ -310,11 +310,3 @@ def _java(settings: Settings, main_class: str, *args: str, jvm_options: tuple[st
 def _write_properties(path: Path, values: dict[str, object]) -> None:
     """0600: the properties hold the Kafka passwords of the broker and the worker."""
     write_private(path, "# written by `make up`\n" + "".join(f"{key}={value}\n" for key, value in values.items()))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, created so: never readable by others, not even for a moment."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT: take it back first
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
