@@ -42,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from realtime_aggregation import window_aggregates
 from realtime_events import cdc_topics, events
-from redis_relay import Relay, ensure_topic, kafka_records
+from redis_relay import Relay, kafka_records
 from redis_sink import BatchSink, connect
 
 from instashop import live_metrics, topics
@@ -73,6 +74,15 @@ HEARTBEAT_SECONDS = 1.0
 # A batch this long is stuck, not slow (catch-up batches are bounded by --max-offsets-per-trigger).
 STALL_SECONDS = 180.0
 TOP_PRODUCTS_SECONDS = 2.0
+# Attempts per task (local[N,F]): a task that fails (a stray connection to its streaming-shuffle
+# port, a Kafka hiccup) is tried again before its failure ends the query.
+TASK_ATTEMPTS = 4
+# A failed query is started again from its checkpoint in this process, up to this many times in
+# QUERY_RESTART_WINDOW seconds; past that the app exits and the supervisor takes over.
+QUERY_RESTARTS = 5
+QUERY_RESTART_WINDOW = 600.0
+# The C shim that binds the JVM's wildcard listeners to loopback (stack/spark/bind_loopback.c).
+BIND_SHIM = "bind_loopback.so"
 
 
 class StartupError(RuntimeError):
@@ -160,20 +170,32 @@ def check_redis(url: str) -> redis.Redis:
     return client
 
 
-def check_kafka(bootstrap: str, wanted: list[str]) -> int:
-    """The partitions of the wanted topics that exist (topics appear when a table first changes)."""
+def check_kafka(settings: Settings, options: Options) -> int:
+    """Create the topics the app reads and writes if they do not exist yet (with the settings
+    Debezium and the consumer would give them), and return the partitions it reads.
+
+    Reading a topic before Debezium created it failed the query (UnknownTopicOrPartition), and the
+    Real-time query, sized by the partitions present at start, had too few task slots later.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    wanted = {**dict.fromkeys(options.topics, topics.STREAM)}
+    if options.trigger == REAL_TIME:
+        wanted[topics.live_aggregates(options.key_prefix)] = topics.LIVE_AGGREGATES
+    bootstrap = settings["KAFKA_BOOTSTRAP"]
     try:
-        metadata = admin.list_topics(timeout=10)
+        created = topics.ensure(settings, wanted)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        admin = AdminClient(topics.admin_config(settings))
+        metadata = admin.list_topics(timeout=10).topics
     except KafkaException as err:
         raise StartupError(f"Kafka at {bootstrap} is unreachable: {err.args[0]}") from None
-    missing = [t for t in wanted if t not in metadata.topics]
-    if missing:
-        log.warning("topics not created yet (read once they appear): %s", ", ".join(missing))
-    return sum(len(metadata.topics[t].partitions) for t in wanted if t in metadata.topics)
+    missing = [t for t in options.topics if t not in metadata]
+    if missing:  # just created, not yet in this broker's metadata: the query would be sized wrong
+        raise StartupError(f"topics {', '.join(missing)} are not visible in Kafka at {bootstrap}")
+    return sum(len(metadata[t].partitions) for t in options.topics)
 
 
 def kafka_jars(settings: Settings) -> list[str]:
@@ -194,11 +216,13 @@ def _where(url: str) -> str:
 
 def spark_session(options: Options, settings: Settings, partitions: int):
     from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM: master, jars and scratch are ours to set
+    launched = "PYSPARK_GATEWAY_PORT" not in os.environ
+    if launched:  # we launch the JVM: master, jars and scratch are ours to set
         conf.setMaster(options.master or _default_master(options, partitions))
         conf.set("spark.jars", ",".join(kafka_jars(settings)))
         _use_fresh_scratch(conf, options.scratch)
@@ -208,11 +232,48 @@ def spark_session(options: Options, settings: Settings, partitions: int):
     # process group then stops the query through our handler instead of killing the driver mid-batch.
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        sc = SparkContext(conf=conf)
+        with _jvm_environment(settings if launched else None):
+            # The gateway gets the settings on spark-submit's command line (visible in `ps`): the
+            # secret is set afterwards, through py4j, on the SparkContext's configuration.
+            gateway = launch_gateway(conf)
+        if not conf.get("spark.master", "").startswith("local"):
+            conf.set("spark.authenticate.secret", settings["SPARK_AUTH_SECRET"])
+        sc = SparkContext(conf=conf, gateway=gateway)
     finally:
         signal.signal(signal.SIGTERM, previous)
     sc.setLogLevel("WARN")
     return SparkSession(sc)
+
+
+@contextmanager
+def _jvm_environment(settings: Settings | None):
+    """The launched driver JVM's extra environment: the loopback bind shim in LD_PRELOAD.
+
+    Real-time Mode's streaming-shuffle servers (one per task) bind every interface whatever the
+    configuration says: Spark 4.3 creates them with TransportContext.createServer(), whose host is
+    null (wildcard), and with no authentication bootstrap. The shim turns the JVM's wildcard binds
+    into loopback ones. The Python process itself is already running: only the JVM is affected.
+    """
+    if settings is None:  # under spark-submit: its own JVM, launched before us
+        yield
+        return
+    shim = bind_shim(settings)
+    before = os.environ.get("LD_PRELOAD")
+    os.environ["LD_PRELOAD"] = f"{shim} {before}".strip() if before else str(shim)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["LD_PRELOAD"]
+        else:
+            os.environ["LD_PRELOAD"] = before
+
+
+def bind_shim(settings: Settings) -> Path:
+    shim = settings.jars_dir.parent / ".lib" / BIND_SHIM
+    if not shim.exists():
+        raise StartupError(f"{shim} is missing: run `make setup`")
+    return shim
 
 
 def _use_fresh_scratch(conf, scratch: Path) -> None:
@@ -234,16 +295,19 @@ def _use_fresh_scratch(conf, scratch: Path) -> None:
 
 def _default_master(options: Options, partitions: int) -> str:
     if options.trigger == MICRO_BATCH:
-        return "local[*]"
+        return f"local[*,{TASK_ATTEMPTS}]"
     # Real-time Mode holds a task per Kafka partition plus one per shuffle partition of each stateful
     # stage for the whole batch: local threads, mostly waiting on Kafka, not cores.
-    return f"local[{partitions + 2 * options.shuffle_partitions + 2}]"
+    return f"local[{partitions + 2 * options.shuffle_partitions + 2},{TASK_ATTEMPTS}]"
 
 
 def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
     return {
         "spark.driver.host": host,
         "spark.driver.bindAddress": host,
+        # The driver's RPC and block transfer ask peers for a shared secret: in local mode one the JVM
+        # generates itself (never written anywhere), with another master SPARK_AUTH_SECRET (.env).
+        "spark.authenticate": "true",
         "spark.ui.enabled": str(options.ui).lower(),
         "spark.ui.port": str(settings.port("spark_ui")),
         "spark.ui.showConsoleProgress": "false",
@@ -407,6 +471,8 @@ def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: f
     or Spark's idle event): a batch stuck for `stall_after` seconds lets it go stale, which is what
     the supervisor restarts a job for.
     """
+    from pyspark.errors import StreamingQueryException
+
     next_top, stalled = 0.0, False
     while not stop.is_set() and query.isActive:
         silent = time.monotonic() - heartbeat.stream_alive
@@ -421,7 +487,10 @@ def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: f
             except redis.RedisError as err:
                 log.warning("top products not refreshed: %s", err)
             next_top = time.monotonic() + TOP_PRODUCTS_SECONDS
-        query.awaitTermination(HEARTBEAT_SECONDS)
+        try:
+            query.awaitTermination(HEARTBEAT_SECONDS)
+        except StreamingQueryException:  # it failed: the caller restarts it or gives up
+            return
 
 
 def stop_query(query, mode: str, timeout: float = 20.0) -> None:
@@ -440,8 +509,9 @@ def run(argv: list[str]) -> int:
     _on_signals(stop)
     try:
         client = check_redis(settings["REDIS_URL"])
-        partitions = check_kafka(settings["KAFKA_BOOTSTRAP"], options.topics)
+        partitions = check_kafka(settings, options)
         kafka_jars(settings)
+        bind_shim(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
@@ -453,16 +523,41 @@ def run(argv: list[str]) -> int:
     _on_signals(stop)  # again: SparkContext replaced the SIGINT handler with its own
     spark.streams.addListener(progress_listener(heartbeat))
     relay = start_relay(options, settings, heartbeat, stop) if options.trigger == REAL_TIME else None
-    query = start_query(spark, options, settings, heartbeat)
-    log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
-    supervise(query, heartbeat, stop, stall_after=_stall_after(options))
+    restarts = Restarts(QUERY_RESTARTS, QUERY_RESTART_WINDOW)
+    while True:
+        query = start_query(spark, options, settings, heartbeat)
+        log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
+        supervise(query, heartbeat, stop, stall_after=_stall_after(options))
+        if stop.is_set() or query.isActive or not restarts.allow():
+            break
+        # Real-time Mode does not retry a failed task alone: the batch, and so the query, fails. From
+        # its checkpoint the query replays the batch; the Redis values are absolute, so the replay
+        # rewrites the same values (and the relay goes on).
+        log.error("query failed, restarting it from its checkpoint: %s", query.exception())
+        heartbeat.write(status="restarting", error=str(query.exception())[:500])
     return _finish(spark, query, heartbeat, stop, relay)
+
+
+class Restarts:
+    """At most `limit` restarts in any `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.times: list[float] = []
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window]
+        if len(self.times) >= self.limit:
+            log.error("the query failed %d times in %.0f s: giving up", len(self.times) + 1, self.window)
+            return False
+        self.times.append(now)
+        return True
 
 
 def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop: threading.Event) -> Relay:
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
-    topic = topics.live_aggregates(options.key_prefix)
-    ensure_topic(settings["KAFKA_BOOTSTRAP"], topic)
+    topic = topics.live_aggregates(options.key_prefix)  # created by check_kafka
     relay = Relay(settings["KAFKA_BOOTSTRAP"], topic, settings["REDIS_URL"], options.key_prefix, heartbeat.rows_written)
     relay.start(on_failure=stop)
     return relay

@@ -35,6 +35,8 @@ _SECRET_KEYS = (
     "AIRFLOW_API_SECRET_KEY",
     "SUPERSET_ADMIN_PASSWORD",
     "SUPERSET_SECRET_KEY",
+    # spark.authenticate with a master other than local[...] (local mode generates its own)
+    "SPARK_AUTH_SECRET",
 )
 
 _ENV_TEMPLATE = """\
