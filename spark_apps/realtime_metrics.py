@@ -7,7 +7,8 @@ Run it with the main venv's python (what `instashop spark start` does) or with s
         --py-files spark_apps/redis_sink.py,spark_apps/redis_relay.py spark_apps/realtime_metrics.py
 
 Under plain python the app launches the driver JVM itself, with the Kafka connector jars from the
-set-up's Maven cache (.jars/spark-kafka, never the network) and SIGTERM ignored, so that SIGTERM to
+set-up's Maven cache (.jars/spark-kafka, never the network), the loopback bind shim in LD_PRELOAD
+(.lib/bind_loopback.so; under spark-submit put it in its environment yourself) and SIGTERM ignored, so that SIGTERM to
 the job's process group reaches only this process: the query is stopped, the heartbeat says
 `stopped`, and the JVM exits with us. SIGKILL takes both down, as a crash would; the checkpoint
 makes the restart resume from the last committed batch (replays rewrite the same values).
@@ -510,8 +511,9 @@ def run(argv: list[str]) -> int:
     try:
         client = check_redis(settings["REDIS_URL"])
         partitions = check_kafka(settings, options)
-        kafka_jars(settings)
-        bind_shim(settings)
+        if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM (see _jvm_environment)
+            kafka_jars(settings)
+            bind_shim(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
