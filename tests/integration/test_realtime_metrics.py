@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 TRANSACTIONS_TOPIC = "instashop.public.transactions"
 PAGE_VIEWS_TOPIC = "instashop.public.page_views"
-START_TIMEOUT = 240  # a cold Spark driver on a busy 2-core box
+START_TIMEOUT = 480  # a cold Spark driver on a busy 2-core box (4 min seen for its first Real-time batch)
 SETTLE_TIMEOUT = 180
 # INSTASHOP_LIVE_TRIGGER=micro-batch (or real-time) runs the tests against one trigger only.
 TRIGGERS = (
