@@ -29,9 +29,11 @@ SHUFFLE_SERVERS_AT_LEAST = 18
 @pytest.fixture(scope="module")
 def realtime_app(settings, cdc_pipeline, tmp_path_factory):
     app = LiveApp(settings, tmp_path_factory.mktemp("spark-listen") / "checkpoint", "real-time")
-    app.start()
-    yield app
-    app.cleanup()
+    try:
+        app.start()
+        yield app
+    finally:
+        app.cleanup()
 
 
 def stack_pids(settings) -> dict[str, set[int]]:

@@ -106,7 +106,11 @@ def live_app(request, settings, cdc_pipeline, tmp_path_factory):
     stopped and its keys deleted. Each instance reads from the latest offsets: it never sees the
     orders placed for the one before."""
     app = LiveApp(settings, tmp_path_factory.mktemp("spark") / "checkpoint", request.param)
-    app.start()
+    try:
+        app.start()
+    except BaseException:  # not left running (and eating the CPU of the tests after)
+        app.cleanup()
+        raise
     app.ready_at = time.time()
     yield app
     app.cleanup()
