@@ -17,13 +17,9 @@ import pytest
 
 from instashop.stack.process import wait_until
 from tests.integration.listeners import LOOPBACK, descendants, host_of, listening
-from tests.integration.test_realtime_metrics import LiveApp
+from tests.integration.test_realtime_metrics import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 
 pytestmark = pytest.mark.integration
-
-# A Real-time query holds a task (and a streaming-shuffle server) per Kafka partition it reads
-# (18: five CDC topics and the enriched items, 3 partitions each) and per shuffle partition.
-SHUFFLE_SERVERS_AT_LEAST = 18
 
 
 @pytest.fixture(scope="module")

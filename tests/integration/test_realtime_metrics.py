@@ -39,6 +39,9 @@ TRANSACTIONS_TOPIC = "instashop.public.transactions"
 PAGE_VIEWS_TOPIC = "instashop.public.page_views"
 START_TIMEOUT = 480  # a cold Spark driver on a busy 2-core box (4 min seen for its first Real-time batch)
 SETTLE_TIMEOUT = 180
+# A Real-time query holds a task, and a streaming-shuffle server, per Kafka partition it reads (18:
+# five CDC topics and the enriched items, 3 partitions each) and per shuffle partition.
+SHUFFLE_SERVERS_AT_LEAST = 18
 # INSTASHOP_LIVE_TRIGGER=micro-batch (or real-time) runs the tests against one trigger only.
 TRIGGERS = (
     [os.environ["INSTASHOP_LIVE_TRIGGER"]] if os.environ.get("INSTASHOP_LIVE_TRIGGER") else ["real-time", "micro-batch"]
@@ -63,6 +66,7 @@ class LiveApp:
         self.redis = redis.Redis.from_url(settings["REDIS_URL"])
         self.bootstrap = settings["KAFKA_BOOTSTRAP"]
         self.checkpoint = checkpoint
+        self.trigger = trigger
 
     def start(self) -> None:
         """Start and wait for the first batch: from then on every new record is read."""
@@ -377,14 +381,22 @@ def test_stray_connections_to_every_port_of_the_driver_leave_the_query_running(s
     streaming-shuffle servers included (their protocol read `GET ` as a frame length and failed the
     task, and so the query): the app keeps running and its windows stay exact."""
     pid = live_app.job.pid()
-    ports = ports_of(descendants(pid))
-    assert ports, "the driver listens on no port?"
-    for port in ports:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as stray:
-            stray.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            stray.settimeout(1)
-            with contextlib.suppress(OSError):  # no answer (timeout) or reset: either is fine
-                stray.recv(1024)
+    tree = descendants(pid)
+    # Each Real-time batch starts its tasks, and their shuffle servers, anew: wait until they listen.
+    wanted = SHUFFLE_SERVERS_AT_LEAST if live_app.trigger == "real-time" else 1
+    assert wait_until(lambda: len(ports_of(tree)) >= wanted, 120, 0.2), f"the driver listens on {ports_of(tree)}"
+    reached = 0
+    for port in ports_of(tree):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as stray:
+                stray.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                reached += 1
+                stray.settimeout(1)
+                with contextlib.suppress(OSError):  # no answer (timeout) or reset: either is fine
+                    stray.recv(1024)
+        except ConnectionRefusedError:  # a batch ended meanwhile and its tasks' servers with it
+            continue
+    assert reached >= wanted, f"only {reached} ports took the request"
     # A Real-time task notices the broken connection when its batch ends (a checkpoint, every 10 s
     # here): let two batches end before looking.
     batch = int(live_app.heartbeat().get("batch_id") or -1)
