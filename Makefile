@@ -14,10 +14,14 @@ help: ## List the targets
 setup: ## Install packages, venvs and jars (idempotent, cached outside the clone); write .env once
 	@bash stack/setup.sh
 
-up: setup ## Start every service, wait until healthy, apply schema migrations (safe to run twice)
-	@$(INSTASHOP) stack up
+# PostgreSQL and its migrations first: the supervisor (Airflow) may register the connector, whose
+# publication the migrations create. Then every Kafka topic, before any reader subscribes.
+up: setup ## Start every service, wait until healthy, apply schema migrations, create topics (safe to run twice)
+	@$(INSTASHOP) stack up postgres
 	@$(INSTASHOP) db migrate
 	@$(INSTASHOP) partitions ensure
+	@$(INSTASHOP) stack up
+	@$(INSTASHOP) topics ensure
 
 down: ## Stop the pipeline jobs and every service; data is kept
 	@if [ -x $(INSTASHOP) ] && [ -f .env ]; then $(INSTASHOP) jobs stop; fi

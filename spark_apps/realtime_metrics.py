@@ -7,7 +7,8 @@ Run it with the main venv's python (what `instashop spark start` does) or with s
         --py-files spark_apps/redis_sink.py,spark_apps/redis_relay.py spark_apps/realtime_metrics.py
 
 Under plain python the app launches the driver JVM itself, with the Kafka connector jars from the
-set-up's Maven cache (.jars/spark-kafka, never the network) and SIGTERM ignored, so that SIGTERM to
+set-up's Maven cache (.jars/spark-kafka, never the network), the loopback bind shim in LD_PRELOAD
+(.lib/bind_loopback.so; under spark-submit put it in its environment yourself) and SIGTERM ignored, so that SIGTERM to
 the job's process group reaches only this process: the query is stopped, the heartbeat says
 `stopped`, and the JVM exits with us. SIGKILL takes both down, as a crash would; the checkpoint
 makes the restart resume from the last committed batch (replays rewrite the same values).
@@ -42,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from realtime_aggregation import window_aggregates
 from realtime_events import cdc_topics, events
-from redis_relay import Relay, ensure_topic, kafka_records
+from redis_relay import Relay, kafka_records
 from redis_sink import BatchSink, connect
 
 from instashop import kafka_auth, live_metrics, topics
@@ -74,6 +76,15 @@ HEARTBEAT_SECONDS = 1.0
 # A batch this long is stuck, not slow (catch-up batches are bounded by --max-offsets-per-trigger).
 STALL_SECONDS = 180.0
 TOP_PRODUCTS_SECONDS = 2.0
+# Attempts per task (local[N,F]): a task that fails (a stray connection to its streaming-shuffle
+# port, a Kafka hiccup) is tried again before its failure ends the query.
+TASK_ATTEMPTS = 4
+# A failed query is started again from its checkpoint in this process, up to this many times in
+# QUERY_RESTART_WINDOW seconds; past that the app exits and the supervisor takes over.
+QUERY_RESTARTS = 5
+QUERY_RESTART_WINDOW = 600.0
+# The C shim that binds the JVM's wildcard listeners to loopback (stack/spark/bind_loopback.c).
+BIND_SHIM = "bind_loopback.so"
 
 
 class StartupError(RuntimeError):
@@ -161,20 +172,35 @@ def check_redis(url: str) -> redis.Redis:
     return client
 
 
-def check_kafka(kafka: dict[str, Any], wanted: list[str]) -> int:
-    """The partitions of the wanted topics that exist (topics appear when a table first changes)."""
+def check_kafka(kafka: dict[str, Any], options: Options) -> int:
+    """Check the topics the app reads exist, create its own relay topic, and return the partitions
+    it reads. `kafka` is the app's client config (principal `spark`).
+
+    The topics it reads are created up front by `make up` (`instashop topics ensure`, as admin):
+    only Debezium's principal may write them and only admin create them. Reading a topic that did
+    not exist failed the query (UnknownTopicOrPartition), and a Real-time query, sized by the
+    partitions present at start, had too few task slots later: a missing topic stops the start.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**kafka, "socket.connection.setup.timeout.ms": 5000})
+    bootstrap = kafka["bootstrap.servers"]
     try:
-        metadata = admin.list_topics(timeout=10)
+        if options.trigger == REAL_TIME:
+            own = {topics.live_aggregates(options.key_prefix): topics.LIVE_AGGREGATES}
+            if created := topics.ensure(kafka, own):
+                log.info("created topics: %s", ", ".join(created))
+        admin = AdminClient({**kafka, "socket.connection.setup.timeout.ms": 5000})
+        metadata = admin.list_topics(timeout=10).topics
     except KafkaException as err:
-        raise StartupError(f"Kafka at {kafka['bootstrap.servers']} is unreachable: {err.args[0]}") from None
-    missing = [t for t in wanted if t not in metadata.topics]
+        raise StartupError(f"Kafka at {bootstrap} is unreachable: {err.args[0]}") from None
+    missing = [t for t in options.topics if t not in metadata]
     if missing:
-        log.warning("topics not created yet (read once they appear): %s", ", ".join(missing))
-    return sum(len(metadata.topics[t].partitions) for t in wanted if t in metadata.topics)
+        raise StartupError(
+            f"topics {', '.join(missing)} do not exist in Kafka at {bootstrap} (or `spark` may not read them): "
+            "`make up` or `instashop topics ensure` creates them"
+        )
+    return sum(len(metadata[t].partitions) for t in options.topics)
 
 
 def kafka_jars(settings: Settings) -> list[str]:
@@ -195,11 +221,13 @@ def _where(url: str) -> str:
 
 def spark_session(options: Options, settings: Settings, partitions: int):
     from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM: master, jars and scratch are ours to set
+    launched = "PYSPARK_GATEWAY_PORT" not in os.environ
+    if launched:  # we launch the JVM: master, jars and scratch are ours to set
         conf.setMaster(options.master or _default_master(options, partitions))
         conf.set("spark.jars", ",".join(kafka_jars(settings)))
         _use_fresh_scratch(conf, options.scratch)
@@ -209,11 +237,48 @@ def spark_session(options: Options, settings: Settings, partitions: int):
     # process group then stops the query through our handler instead of killing the driver mid-batch.
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        sc = SparkContext(conf=conf)
+        with _jvm_environment(settings if launched else None):
+            # The gateway gets the settings on spark-submit's command line (visible in `ps`): the
+            # secret is set afterwards, through py4j, on the SparkContext's configuration.
+            gateway = launch_gateway(conf)
+        if not conf.get("spark.master", "").startswith("local"):
+            conf.set("spark.authenticate.secret", settings["SPARK_AUTH_SECRET"])
+        sc = SparkContext(conf=conf, gateway=gateway)
     finally:
         signal.signal(signal.SIGTERM, previous)
     sc.setLogLevel("WARN")
     return SparkSession(sc)
+
+
+@contextmanager
+def _jvm_environment(settings: Settings | None):
+    """The launched driver JVM's extra environment: the loopback bind shim in LD_PRELOAD.
+
+    Real-time Mode's streaming-shuffle servers (one per task) bind every interface whatever the
+    configuration says: Spark 4.3 creates them with TransportContext.createServer(), whose host is
+    null (wildcard), and with no authentication bootstrap. The shim turns the JVM's wildcard binds
+    into loopback ones. The Python process itself is already running: only the JVM is affected.
+    """
+    if settings is None:  # under spark-submit: its own JVM, launched before us
+        yield
+        return
+    shim = bind_shim(settings)
+    before = os.environ.get("LD_PRELOAD")
+    os.environ["LD_PRELOAD"] = f"{shim} {before}".strip() if before else str(shim)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["LD_PRELOAD"]
+        else:
+            os.environ["LD_PRELOAD"] = before
+
+
+def bind_shim(settings: Settings) -> Path:
+    shim = settings.jars_dir.parent / ".lib" / BIND_SHIM
+    if not shim.exists():
+        raise StartupError(f"{shim} is missing: run `make setup`")
+    return shim
 
 
 def _use_fresh_scratch(conf, scratch: Path) -> None:
@@ -235,16 +300,19 @@ def _use_fresh_scratch(conf, scratch: Path) -> None:
 
 def _default_master(options: Options, partitions: int) -> str:
     if options.trigger == MICRO_BATCH:
-        return "local[*]"
+        return f"local[*,{TASK_ATTEMPTS}]"
     # Real-time Mode holds a task per Kafka partition plus one per shuffle partition of each stateful
     # stage for the whole batch: local threads, mostly waiting on Kafka, not cores.
-    return f"local[{partitions + 2 * options.shuffle_partitions + 2}]"
+    return f"local[{partitions + 2 * options.shuffle_partitions + 2},{TASK_ATTEMPTS}]"
 
 
 def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
     return {
         "spark.driver.host": host,
         "spark.driver.bindAddress": host,
+        # The driver's RPC and block transfer ask peers for a shared secret: in local mode one the JVM
+        # generates itself (never written anywhere), with another master SPARK_AUTH_SECRET (.env).
+        "spark.authenticate": "true",
         "spark.ui.enabled": str(options.ui).lower(),
         "spark.ui.port": str(settings.port("spark_ui")),
         "spark.ui.showConsoleProgress": "false",
@@ -411,6 +479,8 @@ def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: f
     or Spark's idle event): a batch stuck for `stall_after` seconds lets it go stale, which is what
     the supervisor restarts a job for.
     """
+    from pyspark.errors import StreamingQueryException
+
     next_top, stalled = 0.0, False
     while not stop.is_set() and query.isActive:
         silent = time.monotonic() - heartbeat.stream_alive
@@ -425,7 +495,10 @@ def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: f
             except redis.RedisError as err:
                 log.warning("top products not refreshed: %s", err)
             next_top = time.monotonic() + TOP_PRODUCTS_SECONDS
-        query.awaitTermination(HEARTBEAT_SECONDS)
+        try:
+            query.awaitTermination(HEARTBEAT_SECONDS)
+        except StreamingQueryException:  # it failed: the caller restarts it or gives up
+            return
 
 
 def stop_query(query, mode: str, timeout: float = 20.0) -> None:
@@ -444,8 +517,10 @@ def run(argv: list[str]) -> int:
     _on_signals(stop)
     try:
         client = check_redis(settings["REDIS_LIVE_WRITER_URL"])
-        partitions = check_kafka(kafka_auth.client_config(settings, kafka_auth.SPARK), options.topics)
-        kafka_jars(settings)
+        partitions = check_kafka(kafka_auth.client_config(settings, kafka_auth.SPARK), options)
+        if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM (see _jvm_environment)
+            kafka_jars(settings)
+            bind_shim(settings)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
@@ -457,17 +532,42 @@ def run(argv: list[str]) -> int:
     _on_signals(stop)  # again: SparkContext replaced the SIGINT handler with its own
     spark.streams.addListener(progress_listener(heartbeat))
     relay = start_relay(options, settings, heartbeat, stop) if options.trigger == REAL_TIME else None
-    query = start_query(spark, options, settings, heartbeat)
-    log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
-    supervise(query, heartbeat, stop, stall_after=_stall_after(options))
+    restarts = Restarts(QUERY_RESTARTS, QUERY_RESTART_WINDOW)
+    while True:
+        query = start_query(spark, options, settings, heartbeat)
+        log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
+        supervise(query, heartbeat, stop, stall_after=_stall_after(options))
+        if stop.is_set() or query.isActive or not restarts.allow():
+            break
+        # Real-time Mode does not retry a failed task alone: the batch, and so the query, fails. From
+        # its checkpoint the query replays the batch; the Redis values are absolute, so the replay
+        # rewrites the same values (and the relay goes on).
+        log.error("query failed, restarting it from its checkpoint: %s", query.exception())
+        heartbeat.write(status="restarting", error=str(query.exception())[:500])
     return _finish(spark, query, heartbeat, stop, relay)
+
+
+class Restarts:
+    """At most `limit` restarts in any `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.times: list[float] = []
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window]
+        if len(self.times) >= self.limit:
+            log.error("the query failed %d times in %.0f s: giving up", len(self.times) + 1, self.window)
+            return False
+        self.times.append(now)
+        return True
 
 
 def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop: threading.Event) -> Relay:
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
-    topic = topics.live_aggregates(options.key_prefix)
+    topic = topics.live_aggregates(options.key_prefix)  # created by check_kafka
     kafka = kafka_auth.client_config(settings, kafka_auth.SPARK)
-    ensure_topic(kafka, topic)
     relay = Relay(kafka, topic, settings["REDIS_LIVE_WRITER_URL"], options.key_prefix, heartbeat.rows_written)
     relay.start(on_failure=stop)
     return relay

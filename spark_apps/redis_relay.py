@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message
-from confluent_kafka.admin import AdminClient, NewTopic
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from redis_sink import GroupKey, connect, to_aggregate, write
@@ -33,22 +32,6 @@ log = logging.getLogger("redis_relay")
 POLL_SECONDS = 0.1
 MAX_ROWS_PER_WRITE = 5000
 TOP_PRODUCTS_SECONDS = 1.0  # the ranking reads 5 minutes of windows: at most once a second
-# The topic only bridges the query and the relay, which follows within milliseconds: ten minutes of
-# rows (~3,400/s at 1,000 events/s) in one-minute segments, so that retention can drop them.
-TOPIC_CONFIG = {"retention.ms": str(10 * 60_000), "segment.ms": str(60_000), "retention.bytes": str(512 << 20)}
-
-
-def ensure_topic(kafka: dict[str, Any], topic: str) -> None:
-    """One partition: every group's rows stay in the order the query emitted them. `kafka`: the
-    client config of the app's principal (kafka_auth.client_config)."""
-    admin = AdminClient(kafka)
-    if topic in admin.list_topics(timeout=10).topics:
-        return
-    try:
-        admin.create_topics([NewTopic(topic, 1, config=TOPIC_CONFIG)])[topic].result(timeout=30)
-    except KafkaException as err:
-        if "TOPIC_ALREADY_EXISTS" not in str(err):  # another instance was quicker
-            raise
 
 
 def kafka_records(aggregates: DataFrame) -> tuple[Column, Column]:

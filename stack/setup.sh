@@ -5,14 +5,16 @@
 #   $INSTASHOP_CACHE/venvs/main-<hash>      requirements.txt (+ this clone's path, for the editable install)
 #   $INSTASHOP_CACHE/venvs/superset-<hash>  superset/requirements.txt (+ path)
 #   $INSTASHOP_CACHE/jars/<hash>            stack/maven/**/pom.xml
-# and the clone links to them as .venv, .venv-superset and .jars.
+#   $INSTASHOP_CACHE/lib/<hash>             stack/spark/bind_loopback.c (compiled)
+# and the clone links to them as .venv, .venv-superset, .jars and .lib.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${INSTASHOP_CACHE:-$HOME/.cache/instashop}
 UV_VERSION=0.9.9
 PYTHON=${PYTHON:-python3.11}
-DEBIAN_PACKAGES=(postgresql-15 redis-server openjdk-17-jdk-headless maven chromium)
+# gcc + libc6-dev: the Spark driver's loopback bind shim (stack/spark/bind_loopback.c).
+DEBIAN_PACKAGES=(postgresql-15 redis-server openjdk-17-jdk-headless maven chromium gcc libc6-dev)
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -90,6 +92,19 @@ ensure_jars() {
   ln -sfn "$dir" "$ROOT/.jars"
 }
 
+ensure_bind_shim() {
+  local key dir
+  key=$(hash_of "$ROOT"/stack/spark/bind_loopback.c)
+  dir="$CACHE/lib/$key"
+  if [[ ! -f $dir/.complete ]]; then
+    step "Compiling the Spark driver's loopback bind shim"
+    mkdir -p "$dir"
+    gcc -shared -fPIC -O2 -Wall -o "$dir/bind_loopback.so" "$ROOT/stack/spark/bind_loopback.c" -ldl
+    touch "$dir/.complete"
+  fi
+  ln -sfn "$dir" "$ROOT/.lib"
+}
+
 main() {
   local started=$SECONDS
   mkdir -p "$CACHE"
@@ -99,6 +114,7 @@ main() {
   # The live charts' shillelagh adapter, and `instashop` for its Redis key schema (instashop.live_metrics).
   ensure_venv superset superset/requirements.txt .venv-superset superset/instashop_live .
   ensure_jars
+  ensure_bind_shim
   "$ROOT/.venv/bin/instashop" init-env
   step "Set-up done in $((SECONDS - started))s"
 }

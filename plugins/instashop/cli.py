@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from instashop import config, connector, migrations, partitions
+from instashop import config, connector, kafka_auth, migrations, partitions, topics
 from instashop.stack import manager
 
 console = Console()
@@ -315,10 +315,38 @@ def connector_status() -> None:
 
 @connector_group.command("register")
 def connector_register() -> None:
-    """Create or update the connector from stack/connect/instashop-oltp.json (idempotent)."""
+    """Create the pipeline's topics, then create or update the connector from
+    stack/connect/instashop-oltp.json (idempotent). Refused until `instashop db migrate` has
+    created the connector's publication."""
+    _ensure_topics()
     with _connect_errors():
         outcome = _connect().register()
     click.echo(f"{connector.CONNECTOR_NAME}: {outcome}")
+
+
+# --- Kafka topics -------------------------------------------------------------------------------
+
+
+@main.group("topics")
+def topics_group() -> None:
+    """The pipeline's Kafka topics (instashop.topics)."""
+
+
+@topics_group.command("ensure")
+def topics_ensure() -> None:
+    """Create every topic the pipeline uses that does not exist yet, with its settings (idempotent)."""
+    _ensure_topics()
+
+
+def _ensure_topics() -> None:
+    from confluent_kafka import KafkaException
+
+    try:
+        settings = config.load_settings()
+        created = topics.ensure(kafka_auth.client_config(settings, kafka_auth.ADMIN), topics.pipeline_topics())
+    except KafkaException as err:
+        raise click.ClickException(f"Kafka topics not created: {err.args[0]}") from None
+    click.echo(f"created topics: {', '.join(created)}" if created else "topics are up to date")
 
 
 @connector_group.command("restart")

@@ -50,6 +50,8 @@ _SECRET_KEYS = (
     "KAFKA_AIRFLOW_PASSWORD",
     # PostgreSQL role of the Debezium JDBC sink (the benchmarks' peer), the only one it may use.
     "JDBC_SINK_PASSWORD",
+    # spark.authenticate with a master other than local[...] (local mode generates its own)
+    "SPARK_AUTH_SECRET",
 )
 
 _ENV_TEMPLATE = """\

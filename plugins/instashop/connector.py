@@ -30,6 +30,10 @@ class ConnectError(RuntimeError):
     pass
 
 
+class NotReady(ConnectError):
+    """The shop's database is not ready to be captured (its migrations have not run)."""
+
+
 @dataclass(frozen=True)
 class ConnectorState:
     connector: str  # RUNNING, PAUSED, FAILED, UNASSIGNED, or MISSING when not registered
@@ -43,6 +47,7 @@ class ConnectorState:
 
 class ConnectClient:
     def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+        self.settings = settings
         self.base = settings["CONNECT_URL"].rstrip("/")
         self.auth = settings.connect_auth  # the REST API refuses requests without it (401)
         self.timeout = timeout
@@ -57,6 +62,7 @@ class ConnectClient:
         current = self._call("GET", f"/connectors/{name}/config", ok=(200, 404))
         if current.status_code == 200 and {k: v for k, v in current.json().items() if k != "name"} == config:
             return "unchanged"
+        check_publication(self.settings, config)
         response = self._call("PUT", f"/connectors/{name}/config", json=config)
         return "created" if response.status_code == 201 else "updated"
 
@@ -99,3 +105,35 @@ def _rebalancing(response: requests.Response) -> bool:
 
 def load_config() -> dict[str, Any]:
     return json.loads(CONFIG_FILE.read_text())
+
+
+def captured_tables(config: dict[str, Any]) -> list[str]:
+    """The `schema.table` names the connector captures (its table.include.list)."""
+    return [t.strip() for t in config["table.include.list"].split(",") if t.strip()]
+
+
+def check_publication(settings: Settings, config: dict[str, Any]) -> None:
+    """Raise NotReady unless the connector's publication exists and covers every captured table.
+
+    The publication is created by the OLTP migrations (`instashop db migrate`; the connector may
+    not create it, publication.autocreate.mode=disabled). Registered before it exists, the
+    connector fails and has to be restarted by hand or by the supervisor.
+    """
+    import psycopg2
+
+    publication = config["publication.name"]
+    try:
+        with psycopg2.connect(settings["OLTP_DSN"], connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
+            )
+            published = {row[0] for row in cur.fetchall()}
+        conn.close()
+    except psycopg2.Error as err:
+        raise NotReady(f"the shop's database is not reachable ({str(err).strip()}): run `make up`") from None
+    missing = [t for t in captured_tables(config) if t not in published]
+    if missing:
+        raise NotReady(
+            f"publication {publication} does not publish {', '.join(missing)} yet: "
+            "run `instashop db migrate` before registering the connector"
+        )

@@ -35,7 +35,9 @@ def test_every_connection_is_defined_as_json(tmp_path):
         "group.id": "instashop-airflow",
     }
     redis = json.loads(defined["AIRFLOW_CONN_INSTASHOP_REDIS"])
-    assert (redis["login"], redis["password"], redis["extra"]) == (None, settings["REDIS_PASSWORD"], {"db": 0})
+    # Airflow only reads the live metrics (supervisor, reconciliation): the live_reader ACL user.
+    expected = ("live_reader", settings["REDIS_LIVE_READER_PASSWORD"], {"db": 0})
+    assert (redis["login"], redis["password"], redis["extra"]) == expected
 
 
 def test_airflow_processes_get_the_connections(tmp_path):
