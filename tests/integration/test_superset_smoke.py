@@ -1,5 +1,8 @@
 """Superset answers on loopback, lets the .env admin in through its REST API and refuses a wrong password."""
 
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,24 @@ def _decode(address: str) -> str:
     if len(raw) == 4:  # little-endian IPv4
         return ".".join(str(b) for b in reversed(raw))
     return "ipv6:" + address  # any IPv6 listener is a failure here; its exact text does not matter
+
+
+@pytest.mark.parametrize("where", ["api", "form"])
+def test_password_guessing_is_rate_limited(env, where):
+    """A burst of wrong passwords gets 429 after AUTH_RATE_LIMIT (5 a second), on the REST login and
+    on the login form's POST alike; a second later the right password works again."""
+    wrong = env["SUPERSET_ADMIN_PASSWORD"] + "-guess"
+    if where == "api":
+        attempt = lambda _: _login(env, wrong).status_code  # noqa: E731
+    else:  # as a browser would: the form's CSRF token from the login page, in its session
+        session = requests.Session()
+        page = session.get(f"{env['SUPERSET_URL']}/login/", timeout=TIMEOUT).text
+        token = re.search(r'csrf_token[^>]*value="([^"]+)"', page).group(1)
+        form = {"username": env["SUPERSET_ADMIN_USER"], "password": wrong, "csrf_token": token}
+        url = f"{env['SUPERSET_URL']}/login/"
+        attempt = lambda _: session.post(url, data=form, timeout=TIMEOUT, allow_redirects=False).status_code  # noqa: E731
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(attempt, range(20)))
+    assert 429 in codes, codes
+    time.sleep(1.5)  # the limit's window is one second
+    assert _login(env, env["SUPERSET_ADMIN_PASSWORD"]).status_code == 200
