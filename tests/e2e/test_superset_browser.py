@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from instashop import generator
 from instashop.config import Settings
+from tests.integration.pipeline import joined
 from tests.integration.test_superset_dashboards import DASHBOARD_SLUGS, LiveSource, SupersetApi, running_live_app
 
 pytestmark = pytest.mark.integration
@@ -113,7 +114,7 @@ def test_live_dashboard_follows_new_events(page, settings, artifacts, live_app):
     traffic.start()
     # Generous: on a loaded 2-core machine a first Spark batch plus a 5 s dashboard refresh can lag.
     changed = _wait_for_change(page, before, timeout=240)
-    traffic.join(timeout=60)
+    joined(traffic, timeout=120)
     page.screenshot(path=str(artifacts / "live-after-new-events.png"), full_page=True)
     assert changed is not None, f"'Transactions, last 5 min' stayed {before!r} for 240 s of new events"
     assert page.evaluate(CHART_ERRORS) == []

@@ -27,7 +27,14 @@ import requests
 
 from instashop import generator, jobs, partitions, supervisor
 from instashop.stack.airflow import airflow_environment
-from tests.integration.pipeline import drop_day_partitions, fetch, spec_answers_equal_truth, wait_until_caught_up
+from tests.integration.pipeline import (
+    Background,
+    drop_day_partitions,
+    fetch,
+    joined,
+    spec_answers_equal_truth,
+    wait_until_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -481,7 +488,7 @@ def _actions_since(settings, component: str, since: datetime) -> list[tuple[str,
 @pytest.mark.timeout(500)
 def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline):
     options = generator.GeneratorConfig(rate=400, sessions=300, seed=41, customers=300, products=80)
-    writer = threading.Thread(target=generator.run, args=(settings["OLTP_DSN"], options), kwargs={"console": None})
+    writer = Background(generator.run, settings["OLTP_DSN"], options, console=None)
     writer.start()
     time.sleep(3)
     killed_at = datetime.now(UTC)
@@ -490,7 +497,7 @@ def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc
     assert cdc_pipeline.pid() is None
 
     run = run_dag(settings, "stream_supervisor")
-    writer.join(timeout=300)
+    writer.finish(timeout=300)
     # (The run's state also reflects the Spark app, which is not what this test is about.)
     assert run.tasks["supervise_consumer"] == "success", run.output[-5000:]
     new_pid = cdc_pipeline.pid()
@@ -538,7 +545,7 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
     finally:
         stop_load.set()
-        writer.join()
+        joined(writer, timeout=60)
         job.stop()
         job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
         for key in client.scan_iter(f"{prefix}:*"):

@@ -1,7 +1,6 @@
 """Poison messages on a CDC topic land in the DLQ (topic and table) with a reason; the rest flows on."""
 
 import json
-import threading
 import time
 import uuid
 
@@ -10,7 +9,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from instashop import generator, topics
-from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
+from tests.integration.pipeline import Background, spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +55,15 @@ def _poison(tag: str) -> dict[str, tuple[bytes, str]]:
 def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_pipeline):
     tag = f"poison-{uuid.uuid4().hex[:8]}"
     poison = _poison(tag)
-    writer = threading.Thread(
-        target=generator.run,
-        args=(settings["OLTP_DSN"], generator.GeneratorConfig(rate=400, sessions=150, seed=21)),
-        kwargs={"console": None},
-    )
+    config = generator.GeneratorConfig(rate=400, sessions=150, seed=21)
+    writer = Background(generator.run, settings["OLTP_DSN"], config, console=None)
     writer.start()
     producer = Producer({"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "message.max.bytes": 2_000_000})
     for key, (value, _) in poison.items():
         producer.produce(CDC_TOPIC, key=_key(key), value=value)
         time.sleep(0.3)  # spread among the real changes
     assert producer.flush(10) == 0
-    writer.join()
+    writer.finish(timeout=300)
 
     wait_until_caught_up(settings)
     for name, (dwh, truth) in spec_answers_equal_truth(settings).items():

@@ -21,6 +21,7 @@ import pytest
 
 from instashop import generator
 from instashop.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
+from tests.integration.pipeline import joined
 
 pytestmark = pytest.mark.integration
 
@@ -318,7 +319,7 @@ def test_a_run_rides_out_terminated_connections_and_its_counts_stay_true(setting
                 " WHERE application_name = %s",
                 f"instashop-generator-{config.run_id}",
             )[0][0]
-    run.join()
+    joined(run, timeout=120)
 
     summary = result["summary"]  # the run did not die on a lost connection
     assert summary.stopped_by == "duration"
