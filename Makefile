@@ -51,6 +51,7 @@ bench: up ## Benchmarks (12-16 min): tables printed, JSON + PNG charts saved und
 	@$(INSTASHOP) connector register
 	@$(INSTASHOP) jobs stop generator
 	@$(INSTASHOP) jobs start consumer spark
+	@.venv/bin/python -m benchmarks.generator_rate
 	@.venv/bin/python -m benchmarks.consumer_throughput
 	@.venv/bin/python -m benchmarks.e2e_latency
 	@.venv/bin/python -m benchmarks.warehouse_queries

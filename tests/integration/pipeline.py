@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -62,6 +64,51 @@ SELECT event_type, count(*) FROM realtime_events GROUP BY 1
 UNION ALL SELECT 'sessions', count(*) FROM customer_sessions
 UNION ALL SELECT 'paid', count(*) FROM realtime_events WHERE event_type = 'transaction' AND raw_data->>'status' = 'paid'
 """
+
+
+class Background(threading.Thread):
+    """`target(*args, **kwargs)` in a thread; `finish` joins it with a timeout and hands back its
+    result, or raises what it raised: a writer that hung or died fails the test that waits for it."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(name=getattr(target, "__name__", "background"), daemon=True)
+        self._call = lambda: target(*args, **kwargs)
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._call()
+        except BaseException as err:  # handed to the test by finish()
+            self.error = err
+
+    def finish(self, timeout: float) -> Any:
+        joined(self, timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def joined(thread: threading.Thread, timeout: float) -> None:
+    """Join with a timeout and fail if the thread is still running."""
+    thread.join(timeout)
+    assert not thread.is_alive(), f"thread {thread.name!r} still running after {timeout:.0f}s"
+
+
+def run_sessions(settings, session_prefix: str) -> tuple[int, int]:
+    """(OLTP, DWH) count of the sessions whose id starts with `session_prefix` (one generator run)."""
+    like = (session_prefix + "%",)
+    query = "SELECT count(*) FROM {} WHERE session_id LIKE %s"
+    return (
+        _fetch_args(settings["OLTP_DSN"], query.format("sessions"), like)[0][0],
+        _fetch_args(settings["DWH_READONLY_DSN"], query.format("customer_sessions"), like)[0][0],
+    )
+
+
+def _fetch_args(dsn: str, query: str, args: tuple) -> list[tuple]:
+    with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
 
 
 def drop_day_partitions(conn, days) -> None:

@@ -26,8 +26,18 @@ import pytest
 import requests
 
 from instashop import generator, jobs, partitions, supervisor
+from instashop.connector import ConnectClient, load_config
 from instashop.stack.airflow import airflow_environment
-from tests.integration.pipeline import drop_day_partitions, fetch, spec_answers_equal_truth, wait_until_caught_up
+from instashop.stack.process import wait_until
+from tests.integration.pipeline import (
+    Background,
+    drop_day_partitions,
+    fetch,
+    joined,
+    run_sessions,
+    spec_answers_equal_truth,
+    wait_until_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -398,8 +408,12 @@ def _settled_cart_event(settings) -> tuple[str, datetime, Any]:
     if not rows:
         generator.run(settings["OLTP_DSN"], generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
         wait_until_caught_up(settings)
-        time.sleep(150)
-        rows = fetch(settings["DWH_READONLY_DSN"], query)
+
+        def settled() -> bool:  # one of the new cart events is older than the settle time (2 minutes)
+            rows[:] = fetch(settings["DWH_READONLY_DSN"], query)
+            return bool(rows)
+
+        wait_until(settled, 180, 5)
     assert rows, "no cart event to tamper with"
     return rows[0]
 
@@ -490,16 +504,23 @@ def _actions_since(settings, component: str, since: datetime) -> list[tuple[str,
 @pytest.mark.timeout(500)
 def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline):
     options = generator.GeneratorConfig(rate=400, sessions=300, seed=41, customers=300, products=80)
-    writer = threading.Thread(target=generator.run, args=(settings["OLTP_DSN"], options), kwargs={"console": None})
+    writer = Background(generator.run, settings["OLTP_DSN"], options, console=None)
     writer.start()
-    time.sleep(3)
+
+    def in_flight() -> bool:  # some of the run's sessions in the DWH, not all
+        oltp, dwh = run_sessions(settings, options.session_prefix)
+        return 0 < dwh < oltp or not writer.is_alive()
+
+    assert wait_until(in_flight, 60, 0.2), "the run's sessions never reached the DWH"
+    assert writer.is_alive(), "the generator finished before the kill: it would not hit mid-stream"
     killed_at = datetime.now(UTC)
     old_pid = cdc_pipeline.pid()
     jobs.consumer_job(settings).kill()  # SIGKILL: no batch finished, no offsets committed
     assert cdc_pipeline.pid() is None
+    frozen = run_sessions(settings, options.session_prefix)[1]
 
     run = run_dag(settings, "stream_supervisor")
-    writer.join(timeout=300)
+    writer.finish(timeout=300)
     # (The run's state also reflects the Spark app, which is not what this test is about.)
     assert run.tasks["supervise_consumer"] == "success", run.output[-5000:]
     new_pid = cdc_pipeline.pid()
@@ -508,6 +529,8 @@ def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc
     assert ("down", "started") in _actions_since(settings, "consumer", killed_at)
     assert run.xcom["supervise_connector"]["status"] == "healthy"
 
+    oltp, _ = run_sessions(settings, options.session_prefix)
+    assert oltp > frozen, "the shop wrote nothing while the consumer was down"
     wait_until_caught_up(settings, timeout=240)
     for name, (dwh, truth) in spec_answers_equal_truth(settings).items():
         assert dwh == truth, f"spec query '{name}' differs from the OLTP truth after the restart"
@@ -547,7 +570,7 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
     finally:
         stop_load.set()
-        writer.join()
+        joined(writer, timeout=60)
         job.stop()
         job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
         for key in client.scan_iter(f"{prefix}:*"):
@@ -565,3 +588,51 @@ def _wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, tim
             return int(beat["batch_id"])
         time.sleep(2)
     raise AssertionError(f"the Spark app (pid {pid}) ran no batch past {after} within {timeout:.0f}s: {beat}")
+
+
+@pytest.mark.timeout(600)
+def test_supervisor_restarts_a_failed_connector_task_and_nothing_is_lost(settings, cdc_pipeline):
+    """A Debezium task FAILED for real (its replication connection terminated, with retries off so the
+    error is fatal, as once production's retries are spent), brought back by the supervisor's connector
+    check (what stream_supervisor's supervise_connector task runs), and the pipeline resumes."""
+    connect = ConnectClient(settings)
+    # Connect restarts the connector on a configuration change: wait until that restart has settled.
+    assert connect.register(config={**load_config(), "errors.max.retries": "0"}) in ("updated", "unchanged")
+    try:
+        assert wait_until(lambda: connect.state().healthy and _walsenders(settings) == 1, 90, 1), connect.state()
+        options = generator.GeneratorConfig(rate=200, sessions=200, seed=43, customers=300, products=80)
+        writer = Background(generator.run, settings["OLTP_DSN"], options, console=None)
+        writer.start()
+        assert wait_until(lambda: run_sessions(settings, options.session_prefix)[1] > 0, 60, 0.5), "nothing flowed"
+        assert _terminate_walsender(settings) == 1
+        assert wait_until(lambda: "FAILED" in connect.state().tasks, 60, 0.5), connect.state()
+        # Connect leaves a failed task failed while the shop goes on: only the supervisor brings it back.
+        written = run_sessions(settings, options.session_prefix)[0]
+        grew = wait_until(lambda: run_sessions(settings, options.session_prefix)[0] >= written + 20, 60, 0.5)
+        assert grew, "the shop wrote nothing while the task was down"
+        assert connect.state().tasks == ["FAILED"], connect.state()
+
+        check = supervisor.check_connector(connect)
+        assert (check.status, check.action) == (supervisor.DOWN, supervisor.RESTARTED), check
+        assert "FAILED" in check.details["tasks"] and check.details.get("trace"), check.details
+        assert wait_until(lambda: connect.state().healthy, 90, 1), f"not running after the restart: {connect.state()}"
+        assert supervisor.check_connector(connect).status == supervisor.HEALTHY
+        writer.finish(timeout=300)
+    finally:
+        connect.register()  # the file's configuration again (retries on)
+        wait_until(lambda: connect.state().healthy, 90, 1)
+    wait_until_caught_up(settings, timeout=240)
+    for name, (dwh, truth) in spec_answers_equal_truth(settings).items():
+        assert dwh == truth, f"spec query '{name}' differs from the OLTP truth after the connector's restart"
+
+
+_DEBEZIUM_WALSENDERS = "FROM pg_stat_activity WHERE usename = 'debezium' AND backend_type = 'walsender'"
+
+
+def _walsenders(settings) -> int:
+    return fetch(settings.admin_dsn("instashop"), f"SELECT count(*) {_DEBEZIUM_WALSENDERS}")[0][0]
+
+
+def _terminate_walsender(settings) -> int:
+    query = f"SELECT count(pg_terminate_backend(pid)) {_DEBEZIUM_WALSENDERS}"
+    return fetch(settings.admin_dsn("instashop"), query)[0][0]

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 
@@ -12,7 +11,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from instashop import generator, topics
 from instashop.kafka_auth import ADMIN, client_config
-from tests.integration.pipeline import spec_answers_equal_truth, wait_until_caught_up
+from tests.integration.pipeline import Background, spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +57,15 @@ def _poison(tag: str) -> dict[str, tuple[bytes, str]]:
 def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_pipeline):
     tag = f"poison-{uuid.uuid4().hex[:8]}"
     poison = _poison(tag)
-    writer = threading.Thread(
-        target=generator.run,
-        args=(settings["OLTP_DSN"], generator.GeneratorConfig(rate=400, sessions=150, seed=21)),
-        kwargs={"console": None},
-    )
+    config = generator.GeneratorConfig(rate=400, sessions=150, seed=21)
+    writer = Background(generator.run, settings["OLTP_DSN"], config, console=None)
     writer.start()
     producer = Producer({**client_config(settings, ADMIN), "message.max.bytes": 2_000_000})
     for key, (value, _) in poison.items():
         producer.produce(CDC_TOPIC, key=_key(key), value=value)
         time.sleep(0.3)  # spread among the real changes
     assert producer.flush(10) == 0
-    writer.join()
+    writer.finish(timeout=300)
 
     wait_until_caught_up(settings)
     for name, (dwh, truth) in spec_answers_equal_truth(settings).items():
@@ -90,10 +86,8 @@ def test_oversized_messages_become_one_dead_letter_each_and_the_rest_flows(setti
     """Any size the broker accepts ends as one dead letter: above the DLQ producer's own limit, the
     letter carries an excerpt and a digest of the value instead of the value (the DLQ cannot hold it)."""
     tag = f"big-{uuid.uuid4().hex[:8]}"
-    writer = threading.Thread(
-        target=generator.run,
-        args=(settings["OLTP_DSN"], generator.GeneratorConfig(rate=300, sessions=100, seed=22)),
-        kwargs={"console": None},
+    writer = Background(
+        generator.run, settings["OLTP_DSN"], generator.GeneratorConfig(rate=300, sessions=100, seed=22), console=None
     )
     writer.start()
     sent = {
@@ -102,8 +96,7 @@ def test_oversized_messages_become_one_dead_letter_each_and_the_rest_flows(setti
         # 8 MiB of JSON that lz4 makes a few KiB: the broker checks the compressed batch only.
         f"{tag}-compressed": _produce(settings, _key(f"{tag}-compressed"), _json_padding(8 << 20), "lz4"),
     }
-    writer.join(timeout=120)
-    assert not writer.is_alive(), "the generator did not finish"
+    writer.finish(timeout=120)
 
     wait_until_caught_up(settings)  # the changes after the oversized messages were written too
     assert cdc_pipeline.pid() is not None, "the consumer died"

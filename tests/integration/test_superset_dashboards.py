@@ -2,9 +2,9 @@
 
 Each chart's saved query runs through `GET /api/v1/chart/<id>/data/` and must equal its source read
 directly: the spec's typical queries (verbatim, tests/integration/pipeline.py) on the DWH through the
-read-only DSN, the ops tables, or the Redis `live:` keys through `instashop.live_metrics`. The DWH keeps
-being written while this runs, so each comparison is bracketed: the source before and after the chart
-must agree, else it is retried.
+read-only DSN, the ops tables, or the Redis `live:` keys read key by key (not with the readers of
+`instashop.live_metrics` that the adapter uses). The DWH keeps being written while this runs, so each
+comparison is bracketed: the source before and after the chart must agree, else it is retried.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import redis
 import requests
@@ -458,37 +460,66 @@ def test_dwh_chart_equals_its_source(name, api, dwh, chart_ids, shop_data):
     expect.verify(records, rows)
 
 
-# --- the Live dashboard: Redis through instashop.live_metrics --------------------------------------
+# --- the Live dashboard: the Redis keys ---------------------------------------------------------------
 
 # Spans of the adapter's tables (superset/instashop_live): width, seconds up to now.
 SPAN_10S, SPAN_1M = ("10s", 300), ("1m", 3600)
 SPARK_START_TIMEOUT = 180  # the JVM, the Kafka source and the first batch on two cores
 
 
+# The README's Redis key schema, read here with plain Redis commands: the adapter reads the same keys
+# through instashop.live_metrics, whose readers must not be what its charts are checked against.
+WIDTH_SECONDS = {"10s": 10, "1m": 60}
+WINDOW_COUNTS = ("transactions", "page_views", "searches", "cart_adds", "cart_removes", "sessions_ended", "carts")
+
+
 class LiveSource:
-    """The `live:` keys under the Live database's prefix, read with live_metrics' reader functions."""
+    """The `live:` keys under the Live database's prefix, read key by key (README, "Live metrics")."""
 
     def __init__(self, api: SupersetApi, settings: Settings) -> None:
         listed = api.get("/api/v1/database/", q="(columns:!(id,database_name))")["result"]
         [live] = [d for d in listed if d["database_name"].startswith("InstaShop Live")]
         extra = json.loads(api.get(f"/api/v1/database/{live['id']}/connection")["result"]["extra"])
         kwargs = extra["engine_params"]["adapter_kwargs"].get("instashop_live", {})
-        self.prefix: str = kwargs.get("prefix", live_metrics.PREFIX)
+        self.prefix: str = kwargs.get("prefix", "live")
         self.client = redis.Redis.from_url(settings["REDIS_URL"], decode_responses=True)
 
     def __repr__(self) -> str:
         return f"LiveSource({self.prefix!r})"
 
     def windows(self, width: str, span: int) -> list[dict[str, Any]]:
-        """The windows of an adapter table: those of the last `span` seconds, the current one included."""
-        since = live_metrics.window_start(time.time(), width) - span + live_metrics.WIDTHS[width]
-        return live_metrics.read_windows(self.client, width, since, prefix=self.prefix)
+        """The windows of an adapter table: those of the last `span` seconds, the current one included;
+        each with its counts, revenue, categories and the two rates (README: conversion = transactions
+        / sessions ended, abandonment = 1 - transactions / carts clamped to [0, 1], both to 4 places)."""
+        step = WIDTH_SECONDS[width]
+        since = int(time.time()) // step * step - span + step
+        starts = sorted(int(float(s)) for s in self.client.zrangebyscore(f"{self.prefix}:index:{width}", since, "+inf"))
+        windows = []
+        for start in starts:
+            totals = self.client.hgetall(f"{self.prefix}:totals:{width}:{start}")
+            revenue = self.client.hgetall(f"{self.prefix}:category_revenue:{width}:{start}")
+            if not (totals or revenue):
+                continue  # expired meanwhile
+            window: dict[str, Any] = {"start": start, **{f: int(totals.get(f, 0)) for f in WINDOW_COUNTS}}
+            window["revenue"] = Decimal(totals.get("revenue", "0.00"))
+            window["categories"] = {category: {"revenue": Decimal(r)} for category, r in revenue.items()}
+            tx, ended, carts = window["transactions"], window["sessions_ended"], window["carts"]
+            window["conversion_rate"] = round(tx / ended, 4) if ended else None
+            window["cart_abandonment_rate"] = round(min(1.0, max(0.0, 1 - tx / carts)), 4) if carts else None
+            windows.append(window)
+        return windows
 
     def top_products(self) -> dict[str, Any] | None:
-        return live_metrics.read_top_products(self.client, prefix=self.prefix)
+        raw = self.client.get(f"{self.prefix}:top_products:5m")
+        return json.loads(raw) if raw else None
 
     def heartbeat(self) -> dict[str, Any] | None:
-        return live_metrics.read_heartbeat(self.client, prefix=self.prefix)
+        beat: dict[str, Any] = self.client.hgetall(f"{self.prefix}:heartbeat")
+        if not beat:
+            return None
+        updated = beat.get("updated_at")
+        beat["age_seconds"] = time.time() - datetime.fromisoformat(updated).timestamp() if updated else None
+        return beat
 
 
 @dataclass(frozen=True)
@@ -529,7 +560,7 @@ def _categories(windows: list[dict[str, Any]]) -> dict[str, Decimal]:
 
 def _top_products(records: Records, ranking: dict[str, Any] | None) -> None:
     products = (ranking or {}).get("products", [])
-    want = [{"product": f"{p['name']} #{p['product_id']}", "revenue": float(p["revenue"])} for p in products]
+    want = [{"product": f"{p['name']} #{p['product_id']}", "revenue": float(Decimal(p["revenue"]))} for p in products]
 
     def ranked(rows: Records) -> Records:  # equal revenues may come in any order
         return sorted(rows, key=lambda r: (-r["revenue"], r["product"]))
@@ -672,19 +703,52 @@ def test_sqllab_runs_a_select_on_realtime_events(api, dwh, dwh_database_id, shop
     assert all(before[k] <= got[k] <= after[k] for k in got), (before, got, after)
 
 
+# Rows a write would touch, so that a write that went through shows: SQL Lab's refusals are checked
+# on them (they are not dead letters of the pipeline; the writer's role puts them there and takes them
+# away again).
+SEEDED = "sqllab-seed"
+_SEEDED_ROWS = "SELECT id, reason FROM dead_letters WHERE topic = 'sqllab-seed' ORDER BY id"
+# Why a write is refused: Superset's own DML check (the database does not allow DML), or PostgreSQL's
+# (the role's transactions are read-only; it has no write grant either).
+REFUSALS = (
+    "read-only transaction",
+    "permission denied",
+    "Only SELECT statements are allowed",
+    "does not allow for DDL/DML",
+)
+
+
+@pytest.fixture(scope="module")
+def seeded(settings: Settings) -> Iterator[list[tuple]]:
+    rows = [(SEEDED, 0, n, 1, f"seeded for SQL Lab's write test {n}") for n in range(3)]
+    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM dead_letters WHERE topic = %s", (SEEDED,))
+        cur.executemany(
+            "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, value_bytes, reason)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
+    yield fetch(settings["DWH_READONLY_DSN"], _SEEDED_ROWS)
+    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM dead_letters WHERE topic = %s", (SEEDED,))
+
+
 @pytest.mark.parametrize(
     "sql",
     [
         "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, value_bytes, reason)"
         " VALUES ('sqllab', 0, 0, 0, 'must be refused')",
-        "DELETE FROM dead_letters WHERE topic = 'sqllab'",
-        "UPDATE pipeline_heartbeats SET heartbeat_at = now()",
-        "SELECT 1; DELETE FROM dead_letters WHERE topic = 'sqllab'",
-        "WITH gone AS (DELETE FROM dead_letters WHERE topic = 'sqllab' RETURNING id) SELECT * FROM gone",
+        f"DELETE FROM dead_letters WHERE topic = '{SEEDED}'",
+        f"UPDATE dead_letters SET reason = 'overwritten' WHERE topic = '{SEEDED}'",
+        f"SELECT 1; DELETE FROM dead_letters WHERE topic = '{SEEDED}'",
+        f"WITH gone AS (DELETE FROM dead_letters WHERE topic = '{SEEDED}' RETURNING id) SELECT * FROM gone",
+        f"WITH changed AS (UPDATE dead_letters SET reason = 'x' WHERE topic = '{SEEDED}' RETURNING id) SELECT 1",
     ],
 )
-def test_sqllab_refuses_writes(api, dwh, dwh_database_id, sql):
-    marked = "SELECT count(*) FROM dead_letters WHERE topic = 'sqllab'"
+def test_sqllab_refuses_writes_and_says_why(api, dwh, dwh_database_id, seeded, sql):
+    assert len(seeded) == 3
     response = api.sqllab(dwh_database_id, sql)
+    assert dwh.rows(_SEEDED_ROWS) == seeded, f"the rows a write would touch changed: {response.text[:500]}"
+    assert dwh.rows("SELECT count(*) FROM dead_letters WHERE topic = 'sqllab'") == [(0,)]
     assert response.status_code >= 400 or response.json().get("status") != "success", response.text
-    assert dwh.rows(marked) == [(0,)]
+    assert any(reason in response.text for reason in REFUSALS), f"refused without saying why: {response.text[:500]}"

@@ -1,12 +1,28 @@
 """The chaos soak's plan and verdict: when each fault comes, what it injects, and what counts as a failure."""
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import pairwise
 
 import pytest
 
-from instashop.chaos import FAULTS, POISON, Fault, FaultResult, Recovery, Report, poison_messages, schedule, verdict
+from instashop.chaos import (
+    FAULTS,
+    POISON,
+    ChaosConfig,
+    Fault,
+    FaultResult,
+    Recovery,
+    Report,
+    live_differences,
+    load_config,
+    poison_messages,
+    schedule,
+    verdict,
+)
 from instashop.debezium import decode
 from instashop.events import map_change
+from instashop.reconciliation import Window
 
 
 def test_faults_come_one_at_a_time_spread_over_the_soak_with_the_poison_midway():
@@ -99,3 +115,21 @@ def test_recovery_counts_from_the_last_time_the_piece_became_healthy_and_needs_e
     assert not watch.recovered()  # Redis not flowing yet
     watch.look()
     assert watch.recovered()
+
+
+def test_the_soak_load_deletes_nothing_so_redis_must_equal_the_dwh():
+    config = load_config(ChaosConfig(rate=50, seed=3))
+    assert (config.rate, config.seed) == (50, 3)
+    assert config.lifecycle.delete_failed == 0 and config.lifecycle.delete_bounce == 0
+    assert config.lifecycle.refund > 0  # the other later changes stay
+
+
+def test_a_figure_redis_counted_twice_is_a_difference_in_the_soak():
+    window = Window(datetime(2026, 11, 27, 11, 0), datetime(2026, 11, 27, 11, 1))
+    minute = int(window.start.replace(tzinfo=UTC).timestamp())
+    dwh = {minute: {"transactions": 3, "revenue": Decimal("30.00"), "page_views": 9, "sessions_ended": 2}}
+    doubled = {minute: {**dwh[minute], "transactions": 4, "revenue": Decimal("40.00")}}
+    assert live_differences(dwh, dwh, window) == []
+    found = live_differences(doubled, dwh, window)
+    assert {(m.field, m.redis, m.dwh) for m in found} == {("transactions", 4, 3), ("revenue", 40, 30)}
+    assert "transactions in the minute from 2026-11-27 11:00 UTC: Redis 4 must equal DWH 3" in found[0].describe()

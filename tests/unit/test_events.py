@@ -40,20 +40,27 @@ def test_every_captured_change_maps(mode):
 
 
 def test_both_converter_settings_give_the_same_typed_rows():
-    """Precise decimals with schema and string decimals without must agree for the same row."""
+    """Precise decimals with schema and string decimals without must map the same row alike.
+
+    The two fixtures were captured one after the other, so only some snapshot rows are in both;
+    those are compared whole (all but the WAL position, which differs between the captures)."""
 
     def typed(mode):
-        return {
-            (c.table, c.op, json.dumps(c.key, sort_keys=True)): map_change(c)
-            for c in _fixture_changes(mode)
-            if c.op == "r"
-        }
+        rows = {}
+        for change in _fixture_changes(mode):
+            if change.op == "r":
+                row = map_change(change)
+                row.source_lsn = 0
+                rows[(change.table, json.dumps(change.key, sort_keys=True))] = row
+        return rows
 
     plain, with_schema = typed("no_schema_string_decimals"), typed("schema_precise_decimals")
-    common = [k for k in plain if k in with_schema and k[0] == "cart_events"]
+    common = sorted(plain.keys() & with_schema.keys())
+    # The rows whose decimals the two converter settings encode differently must be among them.
+    assert {"products", "transaction_items"} <= {table for table, _ in common}, common
+    assert any(isinstance(plain[k], EventRow) and plain[k].amount is not None for k in common), common
     for key in common:
-        a, b = plain[key], with_schema[key]
-        assert (a.amount, a.timestamp, a.raw_data) == (b.amount, b.timestamp, b.raw_data)
+        assert plain[key] == with_schema[key], key
 
 
 def _change(table, op, after=None, before=None, key=None):

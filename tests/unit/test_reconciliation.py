@@ -5,9 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from instashop import events
 from instashop.reconciliation import (
-    EVENT_SOURCES,
     ZERO,
     LiveMetricsMismatch,
     Mismatch,
@@ -21,13 +19,6 @@ from instashop.reconciliation import (
 )
 
 DAY = date(2026, 11, 27)
-
-
-def test_event_sources_mirror_the_consumer_mapping():
-    mapping = {
-        event_type: (table, column, amount) for table, (event_type, column, amount) in events._EVENT_TABLES.items()
-    }
-    assert mapping == EVENT_SOURCES
 
 
 def test_equal_totals_have_no_mismatch():
