@@ -49,6 +49,8 @@ from instashop.stack.process import wait_until
 from instashop.stack.service import Service
 
 log = logging.getLogger(__name__)
+# How long a supervised fault's report waits for the supervisor's run to record what it did.
+SUPERVISOR_RECORD_TIMEOUT = 120.0
 
 FAULTS = ("consumer", "spark", "connect", "kafka", "postgres")
 POISON = "poison"
@@ -580,6 +582,10 @@ class Soak:
             result.notes.append(f"services started again: {', '.join(started)}")
         if down := [name for name, pid in now_pids.items() if pid is None]:
             result.notes.append(f"services down: {', '.join(down)}")
+        if fault.supervised:
+            # A job back within seconds (the consumer rejoins its group at once) can be flowing before
+            # the supervisor's run has recorded the restart it made: wait for the record.
+            wait_until(lambda: self._supervisor_acted(fault.supervised, at), SUPERVISOR_RECORD_TIMEOUT, 2.0)
         actions = self.supervisor_actions(at)
         if fault.supervised:
             runs = [run for component, _, _, run in actions if component == fault.supervised]
@@ -621,6 +627,9 @@ class Soak:
 
     def stack_service_stopped(self) -> bool:
         return any(service.pid() is None for service in manager.select(self.settings))
+
+    def _supervisor_acted(self, component: str, since: float) -> bool:
+        return any(c == component for c, *_ in self.supervisor_actions(since))
 
     def supervisor_actions(self, since: float) -> list[tuple[str, str, str, str]]:
         """What the supervisor did since `since`: (component, status, action, triggered or scheduled run)."""
