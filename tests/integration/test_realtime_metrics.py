@@ -503,26 +503,22 @@ def test_stray_connections_to_every_port_of_the_driver_leave_the_query_running(s
     task, and so the query): the app keeps running and its windows stay exact."""
     pid = live_app.job.pid()
     tree = descendants(pid)
-    # Each Real-time batch starts its tasks, and their shuffle servers, anew: wait until they listen.
+    # Each Real-time batch starts its tasks, and their shuffle servers, anew (a checkpoint every 10 s
+    # here): a round that a batch's end cut short is tried again.
     wanted = SHUFFLE_SERVERS_AT_LEAST if live_app.trigger == "real-time" else 1
-    assert wait_until(lambda: len(ports_of(tree)) >= wanted, 120, 0.2), f"the driver listens on {ports_of(tree)}"
-    reached = 0
-    for port in ports_of(tree):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as stray:
-                stray.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                reached += 1
-                stray.settimeout(1)
-                with contextlib.suppress(OSError):  # no answer (timeout) or reset: either is fine
-                    stray.recv(1024)
-        except ConnectionRefusedError:  # a batch ended meanwhile and its tasks' servers with it
-            continue
-    assert reached >= wanted, f"only {reached} ports took the request"
-    # A Real-time task notices the broken connection when its batch ends (a checkpoint, every 10 s
-    # here): let two batches end before looking.
-    batch = int(live_app.heartbeat().get("batch_id") or -1)
-    ended = lambda: int((live_app.heartbeat() or {}).get("batch_id") or -1) >= batch + 2  # noqa: E731
-    assert wait_until(ended, SETTLE_TIMEOUT, 1), f"no batch ended since the stray connections: {live_app.heartbeat()}"
+    reached = []
+    for _ in range(5):
+        assert wait_until(lambda: len(ports_of(tree)) >= wanted, 120, 0.2), f"the driver listens on {ports_of(tree)}"
+        reached.append(_send_stray_requests(ports_of(tree)))
+        if reached[-1] >= wanted:
+            break
+    assert reached[-1] >= wanted, f"ports that took the request, per round: {reached}"
+    if live_app.trigger == "real-time":
+        # A Real-time task notices the broken connection when its batch ends: let two batches end.
+        # (A micro-batch runs only when data comes: the orders below.)
+        batch = int(live_app.heartbeat().get("batch_id") or -1)
+        ended = lambda: int((live_app.heartbeat() or {}).get("batch_id") or -1) >= batch + 2  # noqa: E731
+        assert wait_until(ended, SETTLE_TIMEOUT, 1), f"no batch ended since the stray requests: {live_app.heartbeat()}"
 
     minute = quiet_minute(live_app, age=5)
     categories = dict(shop.products)
@@ -533,6 +529,22 @@ def test_stray_connections_to_every_port_of_the_driver_leave_the_query_running(s
     expected.wait_until_equal(live_app)
     assert live_app.job.pid() == pid, f"the app exited:\n{tail(live_app.job.process.log_file)}"
     assert live_app.heartbeat()["status"] == "running"
+
+
+def _send_stray_requests(ports) -> int:
+    """An HTTP request to each port; returns how many took it."""
+    reached = 0
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as stray:
+                stray.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                reached += 1
+                stray.settimeout(1)
+                with contextlib.suppress(OSError):  # no answer (timeout) or reset: either is fine
+                    stray.recv(1024)
+        except ConnectionRefusedError:  # a batch ended meanwhile and its tasks' servers with it
+            continue
+    return reached
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS)
