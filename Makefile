@@ -12,7 +12,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 setup: ## Install packages, venvs and jars (idempotent, cached outside the clone); write .env once
-	@bash stack/setup.sh
+	@bash setup/setup.sh
 
 # PostgreSQL and its migrations first: the supervisor (Airflow) may register the connector, whose
 # publication the migrations create. Then every Kafka topic, before any reader subscribes.

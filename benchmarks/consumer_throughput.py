@@ -49,9 +49,10 @@ from benchmarks import jdbc_sink
 from benchmarks.cdc_events import TABLES, ChangeStream, prefill, topic_names
 from benchmarks.drain import Drain, backends_cpu_seconds, process_cpu_seconds, wait_drained
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import kafka_auth, migrations, partitions
-from instashop.config import Settings, load_settings
-from instashop.consumer import ConsumerOptions, DwhConsumer
+from instashop import kafka_auth
+from instashop.ingest.consumer import ConsumerOptions, DwhConsumer
+from instashop.settings import Settings, load_settings
+from instashop.warehouse import migrations, partitions
 
 NAME = "consumer_throughput"
 BATCH_SIZE = 20000

@@ -25,8 +25,8 @@ from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import Progress
 
-from instashop.config import Settings
-from instashop.kafka_lag import consumer_group_lag
+from instashop.ops.kafka_lag import consumer_group_lag
+from instashop.settings import Settings
 
 POLL_INTERVAL = 0.25
 

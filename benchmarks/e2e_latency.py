@@ -40,10 +40,11 @@ from rich.table import Table
 from benchmarks.load import BrokenRun, LoadThread
 from benchmarks.realtime_latency import Prober, probe_windows
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import generator, live_metrics
-from instashop.config import Settings, load_settings
-from instashop.connector import load_config
-from instashop.jobs import spark_job
+from instashop.capture.connector import load_config
+from instashop.devstack import generator
+from instashop.live import metrics as live_metrics
+from instashop.ops.jobs import spark_job
+from instashop.settings import Settings, load_settings
 
 console = Console(width=160)
 DWH_PROBE_INTERVAL = 0.05

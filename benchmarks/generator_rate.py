@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.report import save_results
-from instashop import generator
-from instashop.config import load_settings
+from instashop.devstack import generator
+from instashop.settings import load_settings
 
 console = Console()
 

@@ -31,9 +31,9 @@ from psycopg2 import sql
 from rich.console import Console
 
 from benchmarks.drain import Drain, backends_cpu_seconds, process_cpu_seconds, wait_drained
-from instashop.config import Settings
-from instashop.connector import ConnectClient
-from instashop.stack.kafka import KafkaConnect
+from instashop.capture.connector import ConnectClient
+from instashop.devstack.kafka import KafkaConnect
+from instashop.settings import Settings
 
 SINK_DB = "dwh_jdbcbench"
 BATCH_SIZE = 20_000
@@ -48,7 +48,7 @@ def sink_config(topic_regex: str, tasks: int, database: str = SINK_DB) -> dict[s
         "tasks.max": str(tasks),
         "topics.regex": topic_regex,
         "connection.url": f"jdbc:postgresql://127.0.0.1:${{env:POSTGRES_PORT}}/{database}",
-        # A role of its own: the Connect worker holds no other database password (see stack/kafka.py).
+        # A role of its own: the Connect worker holds no other database password (see devstack/kafka.py).
         "connection.username": "jdbc_sink",
         "connection.password": "${env:JDBC_SINK_PASSWORD}",
         "insert.mode": "upsert",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from instashop import generator
+from instashop.devstack import generator
 
 
 class BrokenRun(RuntimeError):

@@ -1,6 +1,6 @@
 """OLTP commit -> metric visible in Redis, under ~1,000 events/s, for each trigger of the Spark app.
 
-Not a test: prints a table. For each mode it starts its own instance of spark_apps/realtime_metrics.py
+Not a test: prints a table. For each mode it starts its own instance of plugins/instashop/live/spark/app.py
 (own checkpoint, key prefix live:bench:<run>, no UI), so nobody's `live:*` keys are touched, while the
 app `instashop spark start` runs is stopped (stream_supervisor paused meanwhile): one Spark app on the
 box, as in production. Mode `running` measures that app instead (its past live:* windows then count
@@ -44,11 +44,16 @@ from rich.table import Table
 
 from benchmarks.load import BrokenRun, LoadThread
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import generator, kafka_auth, live_metrics, supervisor, topics
-from instashop.airflow_api import AirflowApiError, AirflowClient
-from instashop.config import Settings, load_settings
-from instashop.jobs import Job, spark_job, spark_scratch
-from instashop.stack.process import wait_until
+from instashop import kafka_auth
+from instashop.capture import topics
+from instashop.devstack import generator
+from instashop.live import metrics as live_metrics
+from instashop.live.spark.app import spark_scratch
+from instashop.ops import supervisor
+from instashop.ops.airflow_api import AirflowApiError, AirflowClient
+from instashop.ops.jobs import Job, spark_job
+from instashop.ops.process import wait_until
+from instashop.settings import Settings, load_settings
 
 console = Console(width=170)
 TRANSACTIONS_TOPIC = "instashop.public.transactions"

@@ -69,11 +69,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop import generator, migrations, partitions, rollups
-from instashop.backfill import DayRange
-from instashop.config import Settings, load_settings
-from instashop.spec_queries import SPEC_QUERIES
-from instashop.stack import manager
+from instashop.devstack import generator, manager
+from instashop.settings import Settings, load_settings
+from instashop.warehouse import migrations, partitions, rollups
+from instashop.warehouse.backfill import DayRange
+from instashop.warehouse.spec_queries import SPEC_QUERIES
 
 BENCH_DB = "dwh_querybench"
 FLAT = "flat"  # schema of the unpartitioned copy

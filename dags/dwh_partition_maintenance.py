@@ -20,8 +20,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from instashop import airflow_connections as conns
-from instashop import partitions
+from instashop.ops import airflow_connections as conns
+from instashop.warehouse import partitions
 
 
 @dag(

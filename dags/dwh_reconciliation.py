@@ -25,8 +25,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from instashop import airflow_connections as conns
-from instashop import reconciliation
+from instashop.ops import airflow_connections as conns
+from instashop.warehouse import reconciliation
 
 
 @dag(

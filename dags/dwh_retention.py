@@ -21,8 +21,8 @@ import pendulum
 from airflow.sdk import Param, Variable, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from instashop import airflow_connections as conns
-from instashop import partitions
+from instashop.ops import airflow_connections as conns
+from instashop.warehouse import partitions
 
 RETENTION_VARIABLE = "dwh_retention_days"
 

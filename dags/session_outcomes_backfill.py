@@ -23,9 +23,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from instashop import airflow_connections as conns
-from instashop import backfill
-from instashop.dag_params import date_param
+from instashop.ops import airflow_connections as conns
+from instashop.ops.dag_params import date_param
+from instashop.warehouse import backfill
 
 
 @dag(

@@ -9,7 +9,7 @@ Every minute, checks each long-running piece of the pipeline and heals what is d
 | `spark` (once `jobs.spark_job` exists) | pid file, progress heartbeat in Redis | start, or stop + start |
 | `connector` | Kafka Connect REST status of the Debezium connector | REST restart, or register |
 
-Jobs are detached processes with pid files (`instashop.jobs`); tasks only look and act, so no
+Jobs are detached processes with pid files (`instashop.ops.jobs`); tasks only look and act, so no
 stream ever lives inside an Airflow task. Starts happen under a per-job lock. Every check is a row
 of the DWH table `pipeline_health_checks` (charted in Superset). A task fails when its component
 stays down. Logic: `plugins/instashop/supervisor.py`.
@@ -22,7 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
-from instashop import supervisor
+from instashop.ops import supervisor
 
 
 @dag(

@@ -648,7 +648,7 @@ _LIVE_WINDOW_COLUMNS = (
     Column("conversion_rate", "REAL", "Conversion rate"),
     Column("cart_abandonment_rate", "REAL", "Cart abandonment rate"),
 )
-# The live rates of a span, derived like instashop.live_metrics.derive does for one window.
+# The live rates of a span, derived like instashop.live.metrics.derive does for one window.
 _LIVE_WINDOW_METRICS = (
     Metric("transactions", "SUM(transactions)", "Transactions", ",d"),
     Metric("revenue", "SUM(revenue)", "Revenue", ",.2f"),

@@ -1,6 +1,6 @@
 """Import the dashboards bundle (superset/dashboards/) into Superset's metadata DB.
 
-Run with Superset's interpreter, as `instashop.stack.superset` does before each start when the bundle
+Run with Superset's interpreter, as `instashop.devstack.superset` does before each start when the bundle
 changed:
 
     SUPERSET_CONFIG_PATH=superset/superset_config.py INSTASHOP_DATABASE_URIS='{"<database name>": "<uri>"}' \\

@@ -91,7 +91,7 @@ def FLASK_APP_MUTATOR(app) -> None:
 
 
 # --- dashboards ----------------------------------------------------------------------------------
-# Imported from superset/dashboards/ at start (instashop.stack.superset); `refresh_frequency` in a
+# Imported from superset/dashboards/ at start (instashop.devstack.superset); `refresh_frequency` in a
 # dashboard's json_metadata sets its auto-refresh. The Live dashboard refreshes every 5 s, so the
 # menu offers that too. "force" makes each refresh bypass the data cache.
 DASHBOARD_AUTO_REFRESH_MODE = "force"
@@ -114,7 +114,7 @@ DISPLAY_MAX_ROW = 10_000  # rows SQL Lab shows in the browser
 
 # --- SQL Lab -------------------------------------------------------------------------------------
 # Queries run synchronously in the web workers (no Celery): keep them bounded and below the
-# gunicorn timeout (120 s, see instashop.stack.superset).
+# gunicorn timeout (120 s, see instashop.devstack.superset).
 SQLLAB_TIMEOUT = 60
 SUPERSET_WEBSERVER_TIMEOUT = 120
 DEFAULT_SQLLAB_LIMIT = 1_000

@@ -1,6 +1,6 @@
 import pytest
 
-from instashop.config import Settings, load_settings
+from instashop.settings import Settings, load_settings
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""The `instashop` command: operate the local stack and the pipelines."""
+"""The `instashop` command: operate the pipeline (schemas, topics, connector, consumer, jobs, partitions).
+
+The developer tooling adds its own commands (the local stack, demo traffic, the soak) through the
+`instashop.commands` entry point group; see `run`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import click
 import psycopg2
@@ -15,15 +19,17 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from instashop import config, connector, kafka_auth, migrations, partitions, topics
-from instashop.stack import manager
+from instashop import kafka_auth
+from instashop.capture import connector, topics
+from instashop.settings import load_settings
+from instashop.warehouse import migrations, partitions
 
 console = Console()
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("--job-marker", hidden=True, help="Tags a detached job's command line (see instashop.jobs).")
+@click.option("--job-marker", hidden=True, help="Tags a detached job's command line (see instashop.ops.jobs).")
 def main(verbose: bool, job_marker: str | None) -> None:
     """InstaShop DWH command line."""
     # What the stack and the jobs write (data, logs, Kafka segments, the AOF, configs with secrets)
@@ -35,100 +41,6 @@ def main(verbose: bool, job_marker: str | None) -> None:
         datefmt="%H:%M:%S",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
-
-
-# --- .env --------------------------------------------------------------------------------------
-
-
-@main.command("init-env")
-def init_env() -> None:
-    """Write .env with random secrets, or add the keys an existing one lacks (values never change)."""
-    existed = config.ENV_FILE.exists()
-    added = config.write_env_file()
-    if not existed:
-        click.echo(f"wrote {config.ENV_FILE} with fresh random secrets")
-    elif added:
-        click.echo(f"{config.ENV_FILE}: added {', '.join(added)}")
-    else:
-        click.echo(f"{config.ENV_FILE} is complete; left unchanged")
-
-
-# --- local stack -------------------------------------------------------------------------------
-
-
-@main.group()
-def stack() -> None:
-    """Start, stop and inspect the local services."""
-
-
-def _run(action, *args) -> None:
-    try:
-        action(config.load_settings(), *args)
-    except (manager.StackError, FileNotFoundError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(1)
-
-
-@stack.command()
-@click.argument("services", nargs=-1)
-def up(services: tuple[str, ...]) -> None:
-    """Start SERVICES (default: all) and wait until healthy; a running service is left alone."""
-    _run(manager.up, services)
-
-
-@stack.command()
-@click.argument("services", nargs=-1)
-def down(services: tuple[str, ...]) -> None:
-    """Stop SERVICES (default: all); data is kept."""
-    _run(manager.down, services)
-
-
-@stack.command()
-@click.argument("services", nargs=-1)
-def status(services: tuple[str, ...]) -> None:
-    """A table of service, port, pid and health; exits 1 unless all are healthy."""
-    rows = manager.status(config.load_settings(), services)
-    table = Table("service", "port", "pid", "healthy", "log")
-    for row in rows:
-        healthy = "[green]yes[/]" if row.healthy else "[red]no[/]"
-        table.add_row(row.name, str(row.port or "-"), str(row.pid or "-"), healthy, row.log_file)
-    console.print(table)
-    sys.exit(0 if all(r.healthy for r in rows) else 1)
-
-
-@stack.command()
-@click.argument("services", nargs=-1)
-@click.option("-f", "--follow", is_flag=True, help="Keep following the logs.")
-@click.option("-n", "--lines", default=20, show_default=True, help="Lines per service.")
-def logs(services: tuple[str, ...], follow: bool, lines: int) -> None:
-    """The last lines of each service's log."""
-    settings = config.load_settings()
-    if follow:
-        manager.follow_logs(settings, services)
-        return
-    for name, text in manager.log_tails(settings, services, lines).items():
-        console.rule(name)
-        console.print(text, markup=False, highlight=False)
-
-
-@stack.command()
-def clean() -> None:
-    """Stop everything and delete all data and logs (asks first unless FORCE=1)."""
-    settings = config.load_settings()
-    if os.environ.get("FORCE") != "1":
-        if not sys.stdin.isatty():
-            raise click.UsageError("refusing to delete data without confirmation: run with FORCE=1")
-        click.confirm(f"Delete every database, topic and log under {settings.var_dir}?", abort=True)
-    _run(lambda s: manager.clean(s))
-
-
-@stack.command()
-def urls() -> None:
-    """Where each service answers, and where the logins come from."""
-    settings = config.load_settings()
-    for service in manager.select(settings):
-        for url in service.urls():
-            console.print(f"[bold]{service.name:<18}[/] {url}", highlight=False)
 
 
 # --- database schemas ---------------------------------------------------------------------------
@@ -143,7 +55,7 @@ def db() -> None:
 def migrate() -> None:
     """Apply pending sql/oltp and sql/dwh migrations, in order (idempotent)."""
     try:
-        applied = migrations.migrate(config.load_settings())
+        applied = migrations.migrate(load_settings())
     except migrations.MigrationError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(1)
@@ -176,13 +88,13 @@ def migrate() -> None:
 )
 def consume(batch_size: int, batch_timeout: float, group_id: str, instance_id: str | None) -> None:
     """Apply the CDC topics to the DWH until SIGTERM/Ctrl-C (the batch in flight is finished)."""
-    from instashop import consumer
+    from instashop.ingest import consumer
 
     static_id = {"instance_id": instance_id} if instance_id else {}
     options = consumer.ConsumerOptions(
         batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id, **static_id
     )
-    consumer.run(config.load_settings(), options)
+    consumer.run(load_settings(), options)
 
 
 # --- pipeline jobs ------------------------------------------------------------------------------
@@ -194,9 +106,9 @@ def jobs_group() -> None:
 
 
 def _selected_jobs(names: tuple[str, ...]):
-    from instashop import jobs
+    from instashop.ops import jobs
 
-    available = {job.name: job for job in jobs.demo_jobs(config.load_settings())}
+    available = {job.name: job for job in jobs.demo_jobs(load_settings())}
     unknown = set(names) - set(available)
     if unknown:
         raise click.BadParameter(f"unknown job(s) {', '.join(sorted(unknown))}; known: {', '.join(available)}")
@@ -234,16 +146,16 @@ def jobs_status() -> None:
 
 @main.group("spark")
 def spark_group() -> None:
-    """The live-metrics Spark app (spark_apps/realtime_metrics.py) writing Redis `live:*` keys."""
+    """The live-metrics Spark app (plugins/instashop/live/spark/app.py) writing Redis `live:*` keys."""
 
 
 @spark_group.command("start", context_settings={"ignore_unknown_options": True})
 @click.argument("app_args", nargs=-1, type=click.UNPROCESSED)
 def spark_start(app_args: tuple[str, ...]) -> None:
     """Start the app unless running; APP_ARGS go to it (e.g. --trigger real-time; see the app's --help)."""
-    from instashop import jobs
+    from instashop.ops import jobs
 
-    job = jobs.spark_job(config.load_settings(), *app_args)
+    job = jobs.spark_job(load_settings(), *app_args)
     running = job.pid()
     note = " (already running; arguments ignored)" if running and app_args else ""
     console.print(f"spark running (pid {running or job.start()}){note}, log {job.process.log_file}", highlight=False)
@@ -252,9 +164,9 @@ def spark_start(app_args: tuple[str, ...]) -> None:
 @spark_group.command("stop")
 def spark_stop() -> None:
     """SIGTERM: the query stops between two batches and the app exits (SIGKILL after 60 s)."""
-    from instashop import jobs
+    from instashop.ops import jobs
 
-    console.print("spark stopped" if jobs.spark_job(config.load_settings()).stop() else "spark was not running")
+    console.print("spark stopped" if jobs.spark_job(load_settings()).stop() else "spark was not running")
 
 
 @spark_group.command("status")
@@ -262,9 +174,10 @@ def spark_status() -> None:
     """The app's pid and its heartbeat in Redis; exits 1 unless it runs and beat in the last 30 s."""
     import redis
 
-    from instashop import jobs, live_metrics
+    from instashop.live import metrics as live_metrics
+    from instashop.ops import jobs
 
-    settings = config.load_settings()
+    settings = load_settings()
     pid = jobs.spark_job(settings).pid()
     try:
         beat = (
@@ -290,7 +203,7 @@ def connector_group() -> None:
 
 
 def _connect() -> connector.ConnectClient:
-    return connector.ConnectClient(config.load_settings())
+    return connector.ConnectClient(load_settings())
 
 
 @contextmanager
@@ -316,7 +229,7 @@ def connector_status() -> None:
 @connector_group.command("register")
 def connector_register() -> None:
     """Create the pipeline's topics, then create or update the connector from
-    stack/connect/instashop-oltp.json (idempotent). Refused until `instashop db migrate` has
+    plugins/instashop/capture/instashop-oltp.json (idempotent). Refused until `instashop db migrate` has
     created the connector's publication."""
     _ensure_topics()
     with _connect_errors():
@@ -329,7 +242,7 @@ def connector_register() -> None:
 
 @main.group("topics")
 def topics_group() -> None:
-    """The pipeline's Kafka topics (instashop.topics)."""
+    """The pipeline's Kafka topics (instashop.capture.topics)."""
 
 
 @topics_group.command("ensure")
@@ -342,7 +255,7 @@ def _ensure_topics() -> None:
     from confluent_kafka import KafkaException
 
     try:
-        settings = config.load_settings()
+        settings = load_settings()
         created = topics.ensure(kafka_auth.client_config(settings, kafka_auth.ADMIN), topics.pipeline_topics())
     except KafkaException as err:
         raise click.ClickException(f"Kafka topics not created: {err.args[0]}") from None
@@ -393,92 +306,25 @@ def list_partitions() -> None:
 @contextmanager
 def _dwh_admin():
     # The maintainer owns realtime_events: only the owner may create, attach and drop partitions.
-    conn = psycopg2.connect(config.load_settings()["DWH_MAINTAINER_DSN"])
+    conn = psycopg2.connect(load_settings()["DWH_MAINTAINER_DSN"])
     try:
         yield conn
     finally:
         conn.close()
 
 
-# --- workload generator -------------------------------------------------------------------------
+def command_line() -> click.Group:
+    """This group plus the commands that installed packages contribute (`instashop.commands`)."""
+    for entry_point in entry_points(group="instashop.commands"):
+        for command in entry_point.load():
+            main.add_command(command)
+    return main
 
 
-@main.command()
-@click.option(
-    "--rate",
-    default=100.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Target events (row changes) per second; 0 = as fast as possible.",
-)
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--sessions", type=click.IntRange(min=1), help="Stop after this many sessions.")
-@click.option("--seed", type=int, help="Seed: the same seed on the same data writes the same workload.")
-@click.option(
-    "--customers", default=1000, show_default=True, type=click.IntRange(min=1), help="Top customers up to this many."
-)
-@click.option(
-    "--products", default=200, show_default=True, type=click.IntRange(min=1), help="Top products up to this many."
-)
-@click.option(
-    "--async-commit",
-    is_flag=True,
-    help="Don't wait for each commit's WAL flush (~4x faster, for load tests; a crash may lose the last rows).",
-)
-def generate(
-    rate: float,
-    duration: float | None,
-    sessions: int | None,
-    seed: int | None,
-    customers: int,
-    products: int,
-    async_commit: bool,
-) -> None:
-    """Write shop sessions into the OLTP database until --duration or --sessions (Ctrl-C stops cleanly)."""
-    from instashop import generator
-
-    options = generator.GeneratorConfig(
-        rate=rate,
-        duration=duration,
-        sessions=sessions,
-        seed=seed,
-        customers=customers,
-        products=products,
-        synchronous_commit=not async_commit,
-    )
-    try:
-        summary = generator.run(config.load_settings()["OLTP_DSN"], options, console=console)
-    except (generator.GeneratorError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
-    console.print(generator.summary_table(summary))
-
-
-# --- fault injection --------------------------------------------------------------------------------
-
-
-@main.command()
-@click.option("--duration", default=420.0, show_default=True, type=click.FloatRange(min=30), help="Seconds of load.")
-@click.option("--rate", default=100.0, show_default=True, type=click.FloatRange(min=1), help="Generator events/s.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the report (default var/bench/chaos.json).",
-)
-@click.option("--seed", type=int, help="Seed of the generator's workload.")
-def chaos(duration: float, rate: float, json_path: Path | None, seed: int | None) -> None:
-    """Fault-injection soak of the running pipeline (make demo): kill and restart each piece under load,
-    then check that nothing was lost or doubled. Exits 1 on any difference or unrecovered fault."""
-    from instashop import chaos as soak
-
-    settings = config.load_settings()
-    options = soak.ChaosConfig(duration=duration, rate=rate, seed=seed)
-    try:
-        report = soak.run(settings, options, json_path or settings.var_dir / "bench" / "chaos.json", console)
-    except soak.ChaosError as err:
-        raise click.ClickException(str(err)) from None
-    sys.exit(0 if report.passed else 1)
+def run() -> None:
+    """The console script."""
+    command_line()()
 
 
 if __name__ == "__main__":
-    main()
+    run()

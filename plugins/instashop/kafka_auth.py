@@ -4,7 +4,7 @@ Each component is a Kafka principal of its own, with a password generated into `
 (StandardAuthorizer, `allow.everyone.if.no.acl.found=false`) lets it do only what `acls()` grants.
 `client_config` builds a librdkafka config for a principal, `java_client_properties` the same for
 the JVM clients (Kafka Connect, Spark's Kafka source and sink). The stack's broker creates the SCRAM
-users and the ACLs at every `make up` (instashop.stack.kafka).
+users and the ACLs at every `make up` (instashop.devstack.kafka).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from instashop import topics
-from instashop.config import Settings
+from instashop.capture import topics
+from instashop.settings import Settings
 
 PROTOCOL = "SASL_PLAINTEXT"  # loopback only: SASL authenticates, nothing crosses the machine
 MECHANISM = "SCRAM-SHA-512"
@@ -107,7 +107,7 @@ SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 def jaas_login(user: str, password: str, module: str = SCRAM_LOGIN_MODULE) -> str:
-    # Passwords are URL-safe (config.write_env_file): nothing to escape inside the quotes.
+    # Passwords are URL-safe (devstack.env_file): nothing to escape inside the quotes.
     return f'{module} required username="{user}" password="{password}";'
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from instashop import generator
-from instashop.config import Settings
+from instashop.devstack import generator
+from instashop.settings import Settings
 from tests.integration.pipeline import joined
 from tests.integration.test_superset_dashboards import DASHBOARD_SLUGS, LiveSource, SupersetApi, running_live_app
 

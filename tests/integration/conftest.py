@@ -3,8 +3,8 @@ import time
 import psycopg2
 import pytest
 
-from instashop.connector import ConnectClient
-from instashop.jobs import consumer_job, generator_job
+from instashop.capture.connector import ConnectClient
+from instashop.ops.jobs import consumer_job, generator_job
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from instashop import migrations, partitions
-from instashop.spec_queries import SPEC_QUERIES
+from instashop.warehouse import migrations, partitions
+from instashop.warehouse.spec_queries import SPEC_QUERIES
 
 # The same answers computed from the shop's own tables.
 TRUTH_QUERIES = {

@@ -25,10 +25,12 @@ import psycopg2
 import pytest
 import requests
 
-from instashop import generator, jobs, partitions, supervisor
-from instashop.connector import ConnectClient, load_config
-from instashop.stack.airflow import airflow_environment
-from instashop.stack.process import wait_until
+from instashop.capture.connector import ConnectClient, load_config
+from instashop.devstack import generator
+from instashop.devstack.airflow import airflow_environment
+from instashop.ops import jobs, supervisor
+from instashop.ops.process import wait_until
+from instashop.warehouse import partitions
 from tests.integration.pipeline import (
     Background,
     drop_day_partitions,
@@ -427,7 +429,7 @@ def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
     """Three closed minutes of live metrics in Redis (a private key prefix) and the same events in the DWH."""
     import redis
 
-    from instashop import live_metrics
+    from instashop.live import metrics as live_metrics
 
     client = redis.Redis.from_url(settings["REDIS_URL"])
     drop_day_partitions(maintainer, [LIVE_DAY])
@@ -474,7 +476,7 @@ def _insert_event(settings, event_type: str, ts: datetime, amount, raw: dict, ke
 
 @pytest.mark.timeout(120)
 def test_live_metrics_in_redis_reconcile_with_the_dwh_and_a_difference_is_caught(settings, live_metrics_sample):
-    from instashop import reconciliation
+    from instashop.warehouse import reconciliation
 
     now, lookback = datetime(2000, 3, 1, 10, 20, tzinfo=UTC), timedelta(minutes=30)
     with closing(psycopg2.connect(settings["DWH_READONLY_DSN"])) as dwh:
@@ -579,7 +581,7 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
 
 def _wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, timeout: float = 300) -> int:
     """The batch id the app reports once it runs (as pid) past batch `after`."""
-    from instashop import live_metrics
+    from instashop.live import metrics as live_metrics
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ component reports healthy."""
 import pytest
 import requests
 
-from instashop.config import Settings, load_settings
+from instashop.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 

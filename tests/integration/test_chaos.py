@@ -10,7 +10,8 @@ import json
 import pytest
 from rich.console import Console
 
-from instashop import chaos, jobs
+from instashop.devstack import chaos
+from instashop.ops import jobs
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import uuid
 import pytest
 import requests
 
-from instashop.connector import ConnectClient
+from instashop.capture.connector import ConnectClient
 
 pytestmark = pytest.mark.integration
 

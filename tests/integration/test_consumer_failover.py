@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from instashop import generator
+from instashop.devstack import generator
 from tests.integration.pipeline import wait_until_caught_up
 
 pytestmark = pytest.mark.integration

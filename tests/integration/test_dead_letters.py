@@ -9,7 +9,8 @@ import psycopg2
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from instashop import generator, topics
+from instashop.capture import topics
+from instashop.devstack import generator
 from instashop.kafka_auth import ADMIN, client_config
 from tests.integration.pipeline import Background, spec_answers_equal_truth, wait_until_caught_up
 

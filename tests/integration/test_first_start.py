@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from instashop import topics
-from instashop.connector import ConnectClient, ConnectError, load_config
+from instashop.capture import topics
+from instashop.capture.connector import ConnectClient, ConnectError, load_config
 from instashop.kafka_auth import ADMIN, client_config
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
-from instashop import generator
-from instashop.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
+from instashop.devstack import generator
+from instashop.devstack.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
 from tests.integration.pipeline import joined
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ from psycopg2 import sql
 
 from benchmarks import jdbc_sink
 from instashop import kafka_auth
-from instashop.debezium import decode
+from instashop.ingest.debezium import decode
 from instashop.kafka_auth import ADMIN, client_config
-from instashop.kafka_lag import consumer_group_lag
+from instashop.ops.kafka_lag import consumer_group_lag
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from instashop import kafka_auth, topics
+from instashop import kafka_auth
+from instashop.capture import topics
 from instashop.kafka_auth import ADMIN, AIRFLOW, CONNECT, CONSUMER, SPARK, client_config
 
 pytestmark = pytest.mark.integration
@@ -120,8 +121,8 @@ def test_connect_cannot_read_what_the_pipeline_derives(settings, filled):
 
 
 def test_airflow_sees_the_consumer_lag_and_nothing_else(settings, filled):
-    from instashop.connector import CDC_TOPIC_PATTERN
-    from instashop.kafka_lag import consumer_group_lag
+    from instashop.capture.connector import CDC_TOPIC_PATTERN
+    from instashop.ops.kafka_lag import consumer_group_lag
 
     airflow = client_config(settings, AIRFLOW)
     lag = consumer_group_lag(AdminClient(airflow), kafka_auth.CONSUMER_GROUP, CDC_TOPIC_PATTERN)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from instashop.stack.process import wait_until
+from instashop.ops.process import wait_until
 from tests.integration.listeners import LOOPBACK, descendants, host_of, listening
 from tests.integration.test_realtime_metrics import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 

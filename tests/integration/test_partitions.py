@@ -13,7 +13,7 @@ from datetime import date, datetime
 import psycopg2
 import pytest
 
-from instashop import partitions
+from instashop.warehouse import partitions
 from tests.integration.pipeline import drop_day_partitions, fetch
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from instashop import generator
-from instashop.connector import CDC_TOPIC_PATTERN, ConnectClient, load_config
+from instashop.capture.connector import CDC_TOPIC_PATTERN, ConnectClient, load_config
+from instashop.devstack import generator
+from instashop.devstack.kafka import KafkaConnect
 from instashop.kafka_auth import ADMIN, client_config
-from instashop.stack.kafka import KafkaConnect
-from instashop.stack.process import wait_until
+from instashop.ops.process import wait_until
 from tests.integration.pipeline import (
     Background,
     run_sessions,

@@ -28,10 +28,13 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from instashop import kafka_auth, live_metrics, topics
-from instashop.jobs import spark_job, spark_scratch
+from instashop import kafka_auth
+from instashop.capture import topics
 from instashop.kafka_auth import ADMIN, client_config
-from instashop.stack.process import tail, wait_until
+from instashop.live import metrics as live_metrics
+from instashop.live.spark.app import spark_scratch
+from instashop.ops.jobs import spark_job
+from instashop.ops.process import tail, wait_until
 from tests.integration.listeners import descendants, ports_of
 from tests.integration.pipeline import Background
 
@@ -52,7 +55,7 @@ TRIGGERS = (
 
 
 class LiveApp:
-    """One instance of spark_apps/realtime_metrics.py and the Redis keys it writes."""
+    """One instance of plugins/instashop/live/spark/app.py and the Redis keys it writes."""
 
     def __init__(self, settings, checkpoint, trigger: str, *extra_args: str) -> None:
         run = uuid.uuid4().hex[:8]

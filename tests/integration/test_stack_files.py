@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from instashop.config import ENV_FILE
+from instashop.settings import ENV_FILE
 
 pytestmark = pytest.mark.integration
 

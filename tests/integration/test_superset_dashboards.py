@@ -3,7 +3,7 @@
 Each chart's saved query runs through `GET /api/v1/chart/<id>/data/` and must equal its source read
 directly: the spec's typical queries (verbatim, tests/integration/pipeline.py) on the DWH through the
 read-only DSN, the ops tables, or the Redis `live:` keys read key by key (not with the readers of
-`instashop.live_metrics` that the adapter uses). The DWH keeps being written while this runs, so each
+`instashop.live.metrics` that the adapter uses). The DWH keeps being written while this runs, so each
 comparison is bracketed: the source before and after the chart must agree, else it is retried.
 """
 
@@ -27,8 +27,10 @@ import redis
 import requests
 import yaml
 
-from instashop import generator, jobs, live_metrics
-from instashop.config import Settings
+from instashop.devstack import generator
+from instashop.live import metrics as live_metrics
+from instashop.ops import jobs
+from instashop.settings import Settings
 from tests.integration.pipeline import SPEC_QUERIES, fetch, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
@@ -468,7 +470,7 @@ SPARK_START_TIMEOUT = 180  # the JVM, the Kafka source and the first batch on tw
 
 
 # The README's Redis key schema, read here with plain Redis commands: the adapter reads the same keys
-# through instashop.live_metrics, whose readers must not be what its charts are checked against.
+# through instashop.live.metrics, whose readers must not be what its charts are checked against.
 WIDTH_SECONDS = {"10s": 10, "1m": 60}
 WINDOW_COUNTS = ("transactions", "page_views", "searches", "cart_adds", "cart_removes", "sessions_ended", "carts")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from instashop.config import Settings, load_settings
+from instashop.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
-from instashop import migrations, partitions, rollups
-from instashop.backfill import DayRange
+from instashop.warehouse import migrations, partitions, rollups
+from instashop.warehouse.backfill import DayRange
 from tests.integration.pipeline import SPEC_QUERIES, scratch_warehouse
 from tests.integration.test_airflow_dags import run_dag
 

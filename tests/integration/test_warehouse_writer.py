@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import psycopg2
 import pytest
 
-from instashop.debezium import Change
-from instashop.events import map_change
-from instashop.pg_arrays import int_array, text_array
-from instashop.warehouse import Batch, WarehouseWriter
+from instashop.ingest.debezium import Change
+from instashop.ingest.events import map_change
+from instashop.ingest.warehouse_writer import Batch, WarehouseWriter
+from instashop.warehouse.pg_arrays import int_array, text_array
 from tests.integration.pipeline import scratch_warehouse
 
 pytestmark = pytest.mark.integration

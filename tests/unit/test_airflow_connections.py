@@ -2,9 +2,10 @@
 
 import json
 
-from instashop import airflow_connections as conns
-from instashop.config import load_settings, write_env_file
-from instashop.stack.airflow import airflow_environment
+from instashop.devstack.airflow import airflow_environment
+from instashop.devstack.env_file import write_env_file
+from instashop.ops import airflow_connections as conns
+from instashop.settings import load_settings
 
 
 def _settings(tmp_path, text: str | None = None):

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from instashop.backfill import MAX_DAYS, BackfillRangeError, DayRange, default_day, parse_range
+from instashop.warehouse.backfill import MAX_DAYS, BackfillRangeError, DayRange, default_day, parse_range
 
 TODAY = date(2026, 11, 27)
 YESTERDAY = date(2026, 11, 26)

@@ -1,7 +1,7 @@
 import pytest
 
 from benchmarks.load import BrokenRun, LoadThread
-from instashop.generator import GeneratorConfig
+from instashop.devstack.generator import GeneratorConfig
 
 # Nothing listens on port 9 of loopback: the generator fails at its first connection.
 UNREACHABLE = "postgresql://nobody:nothing@127.0.0.1:9/instashop?connect_timeout=2"

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from instashop.chaos import (
+from instashop.devstack.chaos import (
     FAULTS,
     POISON,
     ChaosConfig,
@@ -20,9 +20,9 @@ from instashop.chaos import (
     schedule,
     verdict,
 )
-from instashop.debezium import decode
-from instashop.events import map_change
-from instashop.reconciliation import Window
+from instashop.ingest.debezium import decode
+from instashop.ingest.events import map_change
+from instashop.warehouse.reconciliation import Window
 
 
 def test_faults_come_one_at_a_time_spread_over_the_soak_with_the_poison_midway():

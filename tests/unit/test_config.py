@@ -1,6 +1,7 @@
 """`.env` is written once with random secrets and read back with references expanded."""
 
-from instashop.config import load_settings, write_env_file
+from instashop.devstack.env_file import write_env_file
+from instashop.settings import load_settings
 
 
 def test_env_file_is_written_once_with_random_secrets(tmp_path):

@@ -1,6 +1,6 @@
 import hashlib
 
-from instashop.dead_letters import EXCERPT_BYTES, MAX_FORWARDED_VALUE_BYTES, DeadLetter, dlq_message, excerpt
+from instashop.ingest.dead_letters import EXCERPT_BYTES, MAX_FORWARDED_VALUE_BYTES, DeadLetter, dlq_message, excerpt
 
 # librdkafka's producer refuses a message above its message.max.bytes (1,000,000 by default).
 PRODUCER_LIMIT = 1_000_000

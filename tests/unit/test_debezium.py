@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from instashop.debezium import Change, DecodeError, decode
+from instashop.ingest.debezium import Change, DecodeError, decode
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "debezium"
 MODES = ("no_schema_string_decimals", "schema_precise_decimals")

@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from instashop.debezium import Change, DecodeError, decode
-from instashop.events import DimensionRow, EventRow, SessionRow, map_change
+from instashop.ingest.debezium import Change, DecodeError, decode
+from instashop.ingest.events import DimensionRow, EventRow, SessionRow, map_change
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "debezium"
 

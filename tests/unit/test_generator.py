@@ -8,8 +8,11 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from instashop import cli, config, generator
-from instashop.generator import (
+from instashop import cli
+from instashop import settings as config
+from instashop.devstack import cli as devstack_cli
+from instashop.devstack import generator
+from instashop.devstack.generator import (
     BOUNCE,
     CART_ABANDONMENT,
     CATEGORIES,
@@ -318,14 +321,14 @@ def test_summary_counts_row_changes(plans):
 )
 def test_cli_rejects_bad_options_naming_them(args, option, monkeypatch):
     monkeypatch.setattr(generator, "run", lambda *a, **k: pytest.fail("must not run with bad options"))
-    result = CliRunner().invoke(cli.main, ["generate", *args])
+    result = CliRunner().invoke(cli.command_line(), ["generate", *args])
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.output
 
 
 def test_cli_passes_good_options_to_the_generator(monkeypatch):
     seen = {}
-    monkeypatch.setattr(config, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
 
     def fake_run(dsn, options, **kwargs):
         seen.update(dsn=dsn, options=options)
@@ -335,7 +338,7 @@ def test_cli_passes_good_options_to_the_generator(monkeypatch):
 
     monkeypatch.setattr(generator, "run", fake_run)
     args = ["generate", "--rate", "0", "--sessions", "5", "--duration", "2.5", "--seed", "42"]
-    result = CliRunner().invoke(cli.main, [*args, "--customers", "10", "--products", "3"])
+    result = CliRunner().invoke(cli.command_line(), [*args, "--customers", "10", "--products", "3"])
     assert result.exit_code == 0, result.output
     options = seen["options"]
     assert (options.rate, options.sessions, options.duration, options.seed) == (0, 5, 2.5, 42)
@@ -345,21 +348,21 @@ def test_cli_passes_good_options_to_the_generator(monkeypatch):
 
 
 def test_cli_async_commit_flag_turns_synchronous_commit_off(monkeypatch):
-    monkeypatch.setattr(config, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
     seen = []
     monkeypatch.setattr(generator, "run", lambda dsn, options, **kw: seen.append(options) or Summary("a", "sess_a"))
-    result = CliRunner().invoke(cli.main, ["generate", "--sessions", "1", "--async-commit"])
+    result = CliRunner().invoke(cli.command_line(), ["generate", "--sessions", "1", "--async-commit"])
     assert result.exit_code == 0, result.output
     assert seen[0].synchronous_commit is False
 
 
 def test_cli_reports_database_errors_without_a_traceback(monkeypatch):
-    monkeypatch.setattr(config, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
 
     def failing_run(dsn, options, **kwargs):
         raise generator.GeneratorError("cannot connect to the OLTP database: refused")
 
     monkeypatch.setattr(generator, "run", failing_run)
-    result = CliRunner().invoke(cli.main, ["generate", "--sessions", "1"])
+    result = CliRunner().invoke(cli.command_line(), ["generate", "--sessions", "1"])
     assert result.exit_code == 1
     assert "cannot connect to the OLTP database" in result.output

@@ -3,8 +3,11 @@ give each component only its part."""
 
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
-from instashop import config, kafka_auth, topics
-from instashop.config import load_settings, write_env_file
+from instashop import kafka_auth
+from instashop.capture import topics
+from instashop.devstack import env_file
+from instashop.devstack.env_file import write_env_file
+from instashop.settings import load_settings
 
 
 def _settings(tmp_path):
@@ -16,7 +19,7 @@ def _settings(tmp_path):
 def test_every_principal_has_a_generated_password(tmp_path):
     settings = _settings(tmp_path)
     for principal, key in kafka_auth.PASSWORD_KEYS.items():
-        assert key in config._SECRET_KEYS, principal
+        assert key in env_file._SECRET_KEYS, principal
         assert len(settings[key]) >= 24
 
 

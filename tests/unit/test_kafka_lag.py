@@ -1,6 +1,6 @@
 """Consumer-group lag from committed, start and end offsets."""
 
-from instashop.kafka_lag import partition_lags, summarize
+from instashop.ops.kafka_lag import partition_lags, summarize
 
 
 def test_lag_is_end_minus_committed_or_minus_start_without_a_commit():

@@ -1,20 +1,19 @@
-"""The live-metrics key schema and encodings (instashop.live_metrics), and the Spark app's parsing and
-aggregation of records (spark_apps/realtime_events.py, realtime_aggregation.py) run as a batch job
+"""The live-metrics key schema and encodings (instashop.live.metrics), and the Spark app's parsing and
+aggregation of records (plugins/instashop/live/spark/realtime_events.py, realtime_aggregation.py) run as a batch job
 on a local Spark: real Debezium messages (tests/fixtures/debezium) and malformed ones, no services."""
 
 import json
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from instashop import live_metrics, topics
-from instashop.live_metrics import Aggregate
+from instashop.capture import topics
+from instashop.live import metrics as live_metrics
+from instashop.live.metrics import Aggregate
 
 REPO = Path(__file__).parents[2]
-sys.path.insert(0, str(REPO / "spark_apps"))
 FIXTURE = REPO / "tests" / "fixtures" / "debezium" / "no_schema_string_decimals.jsonl"
 ITEMS_TOPIC = "instashop.enriched.transaction_items"
 T0 = 1795810800  # 2026-11-27 20:20:00 UTC, a minute start
@@ -227,7 +226,7 @@ def _records(spark, messages):
 
 
 def _events(spark, messages):
-    from realtime_events import events
+    from instashop.live.spark.realtime_events import events
 
     return [r.asDict() for r in events(_records(spark, messages), ITEMS_TOPIC).collect()]
 
@@ -329,9 +328,9 @@ def test_skipped_changes_are_not_malformed(spark):
 
 
 def _aggregates(spark, messages):
-    from realtime_aggregation import window_aggregates
-    from realtime_events import events
-    from redis_sink import to_aggregate
+    from instashop.live.spark.realtime_aggregation import window_aggregates
+    from instashop.live.spark.realtime_events import events
+    from instashop.live.spark.redis_sink import to_aggregate
 
     rows = window_aggregates(events(_records(spark, messages), ITEMS_TOPIC), "10 minutes").collect()
     return {(a.width, a.start, a.group, a.dim): a for a in map(to_aggregate, rows)}
@@ -383,14 +382,14 @@ def test_malformed_records_are_counted_per_topic_and_window(spark):
     assert aggs[("1m", T0, "transactions", "")].count == 1
 
 
-# --- the Real-time Mode relay (spark_apps/redis_relay.py) ----------------------------------------
+# --- the Real-time Mode relay (plugins/instashop/live/spark/redis_relay.py) ----------------------------------------
 
 
 def test_rows_through_the_relay_topic_equal_the_query_rows(spark):
-    from realtime_aggregation import window_aggregates
-    from realtime_events import events
-    from redis_relay import kafka_records, parse
-    from redis_sink import to_aggregate
+    from instashop.live.spark.realtime_aggregation import window_aggregates
+    from instashop.live.spark.realtime_events import events
+    from instashop.live.spark.redis_relay import kafka_records, parse
+    from instashop.live.spark.redis_sink import to_aggregate
 
     messages = [
         _transaction(1, "10.10", T0 + 1),
@@ -408,7 +407,7 @@ def test_rows_through_the_relay_topic_equal_the_query_rows(spark):
 
 
 def test_relay_writes_the_newest_row_of_each_group():
-    from redis_relay import newest_per_group
+    from instashop.live.spark.redis_relay import newest_per_group
 
     rows = [
         {"width": "10s", "start": T0, "grp": "transactions", "dim": "", "count": 1},

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from instashop.stack.process import DetachedProcess, tail
+from instashop.ops.process import DetachedProcess, tail
 
 
 def _sleeper(tmp_path, marker="instashop-test-sleeper"):

@@ -1,11 +1,6 @@
-"""The live-metrics app's answer to a failed query (spark_apps/realtime_metrics.py)."""
+"""The live-metrics app's answer to a failed query (plugins/instashop/live/spark/app.py)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "spark_apps"))
-
-import realtime_metrics
+from instashop.live.spark import app as realtime_metrics
 
 
 def test_a_failed_query_is_restarted_at_most_limit_times_per_window(monkeypatch):

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from instashop.reconciliation import (
+from instashop.warehouse.reconciliation import (
     ZERO,
     LiveMetricsMismatch,
     Mismatch,

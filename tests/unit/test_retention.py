@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from instashop.partitions import (
+from instashop.warehouse.partitions import (
     DEFAULT_RETENTION_DAYS,
     MIN_RETENTION_DAYS,
     days_to_drop,

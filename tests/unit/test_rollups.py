@@ -4,8 +4,8 @@ from datetime import date
 
 import pytest
 
-from instashop.backfill import BackfillRangeError, DayRange
-from instashop.rollups import DASHBOARD_QUERIES, RANGE_QUERIES, TABLES, scheduled_range
+from instashop.warehouse.backfill import BackfillRangeError, DayRange
+from instashop.warehouse.rollups import DASHBOARD_QUERIES, RANGE_QUERIES, TABLES, scheduled_range
 
 TODAY = date(2026, 11, 27)
 

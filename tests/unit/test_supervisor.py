@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from instashop.connector import ConnectorState
-from instashop.jobs import Job
-from instashop.stack.process import DetachedProcess
-from instashop.supervisor import (
+from instashop.capture.connector import ConnectorState
+from instashop.ops.jobs import Job
+from instashop.ops.process import DetachedProcess
+from instashop.ops.supervisor import (
     BACKOFF,
     DEGRADED,
     DOWN,
@@ -75,7 +75,7 @@ def test_connector_status_and_cure(state, expected):
 
 @pytest.fixture
 def sleeper(tmp_path):
-    """A real detached job (a sleeping script), tracked by a pid file under tmp_path like instashop.jobs'."""
+    """A real detached job (a sleeping script), tracked by a pid file under tmp_path like instashop.ops.jobs'."""
     script = tmp_path / "sleeper"
     script.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
     script.chmod(0o755)

@@ -1,5 +1,5 @@
-from instashop import topics
-from instashop.connector import captured_tables, load_config
+from instashop.capture import topics
+from instashop.capture.connector import captured_tables, load_config
 
 
 def test_every_topic_of_the_pipeline_is_created_up_front_with_the_writers_settings():

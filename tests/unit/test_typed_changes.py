@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cdc_events import ChangeStream
-from instashop import typed_changes
-from instashop.debezium import DecodeError, decode
-from instashop.events import map_change
+from instashop.ingest import typed_changes
+from instashop.ingest.debezium import DecodeError, decode
+from instashop.ingest.events import map_change
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "debezium"
 MODES = ["no_schema_string_decimals", "schema_precise_decimals"]

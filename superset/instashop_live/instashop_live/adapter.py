@@ -3,7 +3,7 @@
 Superset reaches it through the database `shillelagh+safe://` whose extra limits shillelagh to this
 adapter (`engine_params.adapters = ["instashop_live"]`); superset_config.py adds the Redis URL
 (`adapter_kwargs.instashop_live.redis_url`) from .env. Every query reads Redis afresh through the
-readers of `instashop.live_metrics`, the one module that knows the key schema: nothing here names a
+readers of `instashop.live.metrics`, the one module that knows the key schema: nothing here names a
 key. Tables (each covers a fixed span ending now, so the charts need no time filter):
 
 | table                 | one row per                       | span                   |
@@ -31,7 +31,7 @@ from shillelagh.fields import DateTime, Field, Float, Integer, String
 from shillelagh.filters import Filter
 from shillelagh.typing import RequestedOrder, Row
 
-from instashop import live_metrics
+from instashop.live import metrics as live_metrics
 
 # Width and span (seconds) of the window tables; the span includes the window in progress.
 WINDOW_TABLES = {"live_windows_10s": ("10s", 300), "live_windows_1m": ("1m", 3600)}

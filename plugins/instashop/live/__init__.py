@@ -1,0 +1,1 @@
+"""Live metrics: the Redis key schema (metrics) shared by the Spark app (spark/) and Superset's adapter."""

@@ -1,0 +1,1 @@
+"""The live-metrics Spark Structured Streaming app: CDC topics -> windowed metrics in Redis."""

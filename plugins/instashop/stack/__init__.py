@@ -1,1 +1,0 @@
-"""The local, Docker-free stack: every real service the product needs, run from this clone."""
