@@ -71,7 +71,7 @@ def run_consumer(settings: Settings, admin: AdminClient, prefix: str, pattern: s
         batch_size=BATCH_SIZE,
         group_id=f"{prefix}-group",
         topic_pattern=pattern,
-        dwh_dsn=_bench_dsn(settings["DWH_DSN"]),
+        dwh_dsn=_bench_dsn(settings.dwh_dsn),
         enriched_items_topic=f"{prefix}.items",
         dead_letters_topic=f"{prefix}.dlq",
     )
@@ -100,7 +100,7 @@ def copy_ceiling(settings: Settings, runs: int = COPY_RUNS) -> tuple[int, float]
     One COPY swung 27k-62k rows/s between runs on this VM's disk: the median of a few, each into the
     emptied table after a checkpoint, is the yardstick. Returns the rows and the median seconds.
     """
-    conn = psycopg2.connect(_bench_dsn(settings["POSTGRES_ADMIN_DSN"]))
+    conn = psycopg2.connect(_bench_dsn(settings.postgres_admin_dsn))
     buffer = io.StringIO()
     with conn, conn.cursor() as cur:
         cur.copy_expert("COPY (SELECT * FROM realtime_events) TO STDOUT", buffer)
@@ -122,7 +122,7 @@ def copy_ceiling(settings: Settings, runs: int = COPY_RUNS) -> tuple[int, float]
 
 def naive_inserts(settings: Settings, rows: int = 3000) -> float:
     """The prototype's loop: one INSERT and one COMMIT per event."""
-    conn = psycopg2.connect(_bench_dsn(settings["DWH_DSN"]))
+    conn = psycopg2.connect(_bench_dsn(settings.dwh_dsn))
     now = datetime.now(UTC).replace(tzinfo=None)
     started = time.perf_counter()
     for n in range(rows):
@@ -155,7 +155,7 @@ def checkpoint(settings: Settings) -> None:
 
 def check_consumer_rows(settings: Settings, stream: ChangeStream) -> None:
     """One realtime_events row per non-session source row, one customer_sessions row per session."""
-    conn = psycopg2.connect(_bench_dsn(settings["POSTGRES_ADMIN_DSN"]))
+    conn = psycopg2.connect(_bench_dsn(settings.postgres_admin_dsn))
     with conn, conn.cursor() as cur:
         cur.execute("SELECT (SELECT count(*) FROM realtime_events), (SELECT count(*) FROM customer_sessions)")
         events, sessions = cur.fetchone()

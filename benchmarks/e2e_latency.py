@@ -112,8 +112,8 @@ class DwhProbe:
     """Commits searches into one dedicated session and times when each is visible in the DWH."""
 
     def __init__(self, settings: Settings) -> None:
-        self.oltp = psycopg2.connect(settings["OLTP_DSN"], application_name="instashop-latency-bench")
-        self.dwh = psycopg2.connect(settings["DWH_READONLY_DSN"], application_name="instashop-latency-bench")
+        self.oltp = psycopg2.connect(settings.oltp_dsn, application_name="instashop-latency-bench")
+        self.dwh = psycopg2.connect(settings.dwh_readonly_dsn, application_name="instashop-latency-bench")
         self.dwh.autocommit = True
         self.session_id = f"probe_{uuid.uuid4().hex[:12]}"
         self.committed: dict[str, float] = {}  # event_key -> commit returned (perf_counter)
@@ -270,7 +270,7 @@ def _load(settings: Settings, rate: float, seconds: float) -> list[LoadThread]:
         generator.GeneratorConfig(rate=rate / workers, duration=seconds, synchronous_commit=False, seed=int(rate) + n)
         for n in range(workers)
     ]
-    return [LoadThread(settings["OLTP_DSN"], config, name=f"load-{n}") for n, config in enumerate(configs)]
+    return [LoadThread(settings.oltp_dsn, config, name=f"load-{n}") for n, config in enumerate(configs)]
 
 
 def _poll_until(probe: DwhProbe | Prober, stop: threading.Event) -> None:
@@ -387,7 +387,7 @@ def main() -> None:
     if any(rate <= 0 for rate in rates) or min(args.seconds, args.goal_seconds) < 10:
         parser.error("every rate must be > 0, and --seconds and --goal-seconds at least 10")
     settings = load_settings()
-    client = redis.Redis.from_url(settings["REDIS_URL"])
+    client = redis.Redis.from_url(settings.redis_url)
     if not spark_job(settings).pid():
         parser.error("the Spark app is not running: `instashop jobs start consumer spark` first")
     try:

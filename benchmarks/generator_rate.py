@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--rates", default="100,400,1000", help="row changes per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run")
     args = parser.parse_args()
-    dsn = load_settings()["OLTP_DSN"]
+    dsn = load_settings().oltp_dsn
     table = Table("asked /s", "achieved /s", "ratio", "row changes", "seconds", title="Generator rate")
     figures, broken = [], []
     for rate in (float(r) for r in args.rates.split(",")):

@@ -5,7 +5,7 @@ print "achieved 0 ev/s" and a p99 from a handful of probes as if they were a res
 keeps the exception, and `summary()` raises BrokenRun with the reason, which the benchmark's
 main turns into a non-zero exit without a result.
 
-    load = LoadThread(settings["OLTP_DSN"], generator.GeneratorConfig(rate=1000, duration=60))
+    load = LoadThread(settings.oltp_dsn, generator.GeneratorConfig(rate=1000, duration=60))
     load.start(); ...; load.join(); summary = load.summary()
 """
 

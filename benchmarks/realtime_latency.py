@@ -134,7 +134,7 @@ class Prober:
     """Commits probe transactions into free 10-second windows and times when Redis counts them."""
 
     def __init__(self, settings: Settings, client: redis.Redis, key_prefix: str) -> None:
-        self.conn = psycopg2.connect(settings["OLTP_DSN"], application_name="instashop-latency-bench")
+        self.conn = psycopg2.connect(settings.oltp_dsn, application_name="instashop-latency-bench")
         with self.conn, self.conn.cursor() as cur:
             cur.execute("SELECT min(customer_id) FROM customers")
             self.customer_id = cur.fetchone()[0]
@@ -259,7 +259,7 @@ def measure(settings: Settings, client: redis.Redis, run_id: str, mode: str, arg
 
 def _load_with_probes(settings: Settings, prober: Prober, args: argparse.Namespace) -> generator.Summary:
     load = generator.GeneratorConfig(rate=args.rate, duration=args.duration, customers=1000, products=200)
-    writer = LoadThread(settings["OLTP_DSN"], load)
+    writer = LoadThread(settings.oltp_dsn, load)
     console.print(f"  load: {args.rate:.0f} events/s for {args.duration:.0f} s, {args.probes_per_second} probes/s")
     writer.start()
     windows = probe_windows(time.time())
@@ -400,7 +400,7 @@ def main() -> None:
     p.add_argument("--capacity-seconds", type=float, default=60.0, help="0 skips the capacity run")
     args = p.parse_args()
     settings = load_settings()
-    client = redis.Redis.from_url(settings["REDIS_URL"])
+    client = redis.Redis.from_url(settings.redis_url)
     run_id = datetime.now(UTC).strftime("%H%M%S")
     modes = args.modes.split(",")
     try:

@@ -583,7 +583,7 @@ UNPARTITIONED = Target("unpartitioned", f"{FLAT}, public")
 
 
 def connect(settings: Settings, target: Target):
-    dsn = psycopg2.extensions.make_dsn(settings["DWH_READONLY_DSN"], dbname=BENCH_DB)
+    dsn = psycopg2.extensions.make_dsn(settings.dwh_readonly_dsn, dbname=BENCH_DB)
     conn = psycopg2.connect(dsn, options=f"-c search_path={target.search_path.replace(' ', '')}")
     conn.autocommit = True
     return conn

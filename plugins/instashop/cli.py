@@ -180,9 +180,7 @@ def spark_status() -> None:
     settings = load_settings()
     pid = jobs.spark_job(settings).pid()
     try:
-        beat = (
-            live_metrics.read_heartbeat(redis.Redis.from_url(settings["REDIS_LIVE_READER_URL"], socket_timeout=5)) or {}
-        )
+        beat = live_metrics.read_heartbeat(redis.Redis.from_url(settings.redis_live_reader_url, socket_timeout=5)) or {}
     except redis.RedisError as err:
         beat = {"error": f"Redis unreachable: {err}"}
     table = Table("spark", "", show_header=False)
@@ -306,7 +304,7 @@ def list_partitions() -> None:
 @contextmanager
 def _dwh_admin():
     # The maintainer owns realtime_events: only the owner may create, attach and drop partitions.
-    conn = psycopg2.connect(load_settings()["DWH_MAINTAINER_DSN"])
+    conn = psycopg2.connect(load_settings().dwh_maintainer_dsn)
     try:
         yield conn
     finally:

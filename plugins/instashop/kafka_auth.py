@@ -67,11 +67,11 @@ SPARK_SOURCE_GROUPS = "spark-kafka-"  # Spark's Kafka source names its (unused) 
 def client_config(settings: Settings, principal: str) -> dict[str, Any]:
     """librdkafka (confluent-kafka) settings that connect to the stack's broker as `principal`."""
     return {
-        "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+        "bootstrap.servers": settings.kafka_bootstrap,
         "security.protocol": PROTOCOL,
         "sasl.mechanisms": MECHANISM,
         "sasl.username": principal,
-        "sasl.password": settings[PASSWORD_KEYS[principal]],
+        "sasl.password": settings.env_value(PASSWORD_KEYS[principal]),
     }
 
 
@@ -79,11 +79,11 @@ def broker_client_config(settings: Settings) -> dict[str, Any]:
     """The broker's own principal (PLAIN): the stack's health check, and its bootstrap, which creates
     the SCRAM users (so it must log in before any exists, as on a storage formatted without them)."""
     return {
-        "bootstrap.servers": settings["KAFKA_BOOTSTRAP"],
+        "bootstrap.servers": settings.kafka_bootstrap,
         "security.protocol": PROTOCOL,
         "sasl.mechanisms": "PLAIN",
         "sasl.username": BROKER,
-        "sasl.password": settings[PASSWORD_KEYS[BROKER]],
+        "sasl.password": settings.env_value(PASSWORD_KEYS[BROKER]),
     }
 
 
@@ -92,14 +92,14 @@ def java_client_properties(settings: Settings, principal: str) -> dict[str, str]
     return {
         "security.protocol": PROTOCOL,
         "sasl.mechanism": MECHANISM,
-        "sasl.jaas.config": jaas_login(principal, settings[PASSWORD_KEYS[principal]]),
+        "sasl.jaas.config": jaas_login(principal, settings.env_value(PASSWORD_KEYS[principal])),
     }
 
 
 def spark_options(settings: Settings, principal: str) -> dict[str, str]:
     """Options of Spark's Kafka source and sink (`kafka.`-prefixed client settings) for `principal`.
     Spark redacts option values that mention a password in its logs and UI."""
-    client = {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], **java_client_properties(settings, principal)}
+    client = {"bootstrap.servers": settings.kafka_bootstrap, **java_client_properties(settings, principal)}
     return {f"kafka.{key}": value for key, value in client.items()}
 
 

@@ -75,9 +75,9 @@ def page(browser: Browser, settings: Settings) -> Iterator[Page]:
     """A page logged in through the login form, as a person would."""
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(LOAD_TIMEOUT_MS)
-    page.goto(f"{settings['SUPERSET_URL']}/login/")
-    page.fill("#username", settings["SUPERSET_ADMIN_USER"])
-    page.fill("#password", settings["SUPERSET_ADMIN_PASSWORD"])
+    page.goto(f"{settings.superset_url}/login/")
+    page.fill("#username", settings.superset_admin_user)
+    page.fill("#password", settings.superset_admin_password)
     page.click("button[type=submit]")
     page.wait_for_url("**/superset/welcome/**")
     yield page
@@ -85,7 +85,7 @@ def page(browser: Browser, settings: Settings) -> Iterator[Page]:
 
 
 def open_dashboard(page: Page, settings: Settings, slug: str) -> None:
-    page.goto(f"{settings['SUPERSET_URL']}/superset/dashboard/{slug}/")
+    page.goto(f"{settings.superset_url}/superset/dashboard/{slug}/")
     page.wait_for_selector('[data-test="chart-grid-component"]')
     page.wait_for_function(ALL_CHARTS_DONE, timeout=LOAD_TIMEOUT_MS)
 
@@ -123,7 +123,7 @@ def test_live_dashboard_follows_new_events(page, settings, artifacts, live_app):
 
 def _shop_traffic(settings: Settings) -> None:
     options = generator.GeneratorConfig(rate=60, sessions=120, seed=int(time.time()) % 10_000)
-    generator.run(settings["OLTP_DSN"], options, console=None)
+    generator.run(settings.oltp_dsn, options, console=None)
 
 
 def big_number_value(text: str | None) -> float:

@@ -27,7 +27,7 @@ def cdc_pipeline(settings):
 @pytest.fixture
 def maintainer(settings):
     """A connection as dwh_maintainer (owner of realtime_events and its partitions)."""
-    conn = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
+    conn = psycopg2.connect(settings.dwh_maintainer_dsn)
     yield conn
     conn.close()
 

@@ -100,8 +100,8 @@ def run_sessions(settings, session_prefix: str) -> tuple[int, int]:
     like = (session_prefix + "%",)
     query = "SELECT count(*) FROM {} WHERE session_id LIKE %s"
     return (
-        _fetch_args(settings["OLTP_DSN"], query.format("sessions"), like)[0][0],
-        _fetch_args(settings["DWH_READONLY_DSN"], query.format("customer_sessions"), like)[0][0],
+        _fetch_args(settings.oltp_dsn, query.format("sessions"), like)[0][0],
+        _fetch_args(settings.dwh_readonly_dsn, query.format("customer_sessions"), like)[0][0],
     )
 
 
@@ -142,8 +142,8 @@ def normalise(rows: list[tuple], query: str) -> list[tuple]:
 
 
 def counts(settings) -> tuple[dict, dict]:
-    oltp = dict(fetch(settings["OLTP_DSN"], COUNTS_OLTP))
-    dwh = dict(fetch(settings["DWH_READONLY_DSN"], COUNTS_DWH))
+    oltp = dict(fetch(settings.oltp_dsn, COUNTS_OLTP))
+    dwh = dict(fetch(settings.dwh_readonly_dsn, COUNTS_DWH))
     return oltp, {k: dwh.get(k, 0) for k in oltp}
 
 
@@ -165,8 +165,8 @@ def spec_answers_equal_truth(settings) -> dict[str, tuple[list, list]]:
     """Every spec query's answer on the DWH and the truth from the OLTP, for comparison."""
     return {
         name: (
-            normalise(fetch(settings["DWH_READONLY_DSN"], SPEC_QUERIES[name]), name),
-            normalise(fetch(settings["OLTP_DSN"], TRUTH_QUERIES[name]), name),
+            normalise(fetch(settings.dwh_readonly_dsn, SPEC_QUERIES[name]), name),
+            normalise(fetch(settings.oltp_dsn, TRUTH_QUERIES[name]), name),
         )
         for name in SPEC_QUERIES
     }

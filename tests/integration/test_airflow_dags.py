@@ -124,7 +124,7 @@ def test_partition_maintenance_creates_days_ahead_and_empties_the_default(settin
     drop_day_partitions(maintainer, [STRANDED_DAY])
     # A row for a day without a partition lands in the default partition, as a late event would.
     execute(
-        settings["DWH_DSN"],
+        settings.dwh_dsn,
         "INSERT INTO realtime_events (event_type, \"timestamp\", event_key, source_lsn) VALUES ('search', %s, %s, 1)",
         (datetime(2000, 1, 10, 12), "airflow-test:stranded"),
     )
@@ -138,7 +138,7 @@ def test_partition_maintenance_creates_days_ahead_and_empties_the_default(settin
         assert STRANDED_DAY in have
         inventory = {p["partition"]: p["rows"] for p in run.xcom["report_inventory"]}
         assert inventory[partitions.partition_name(STRANDED_DAY)] == 1
-        assert fetch(settings["DWH_MAINTAINER_DSN"], "SELECT count(*) FROM realtime_events_default") == [(0,)]
+        assert fetch(settings.dwh_maintainer_dsn, "SELECT count(*) FROM realtime_events_default") == [(0,)]
     finally:
         drop_day_partitions(maintainer, [STRANDED_DAY])
 
@@ -159,7 +159,7 @@ def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(se
     rows.append((datetime(2000, 1, 3, 10), "airflow-test:old-3"))
     for ts, key in rows:
         execute(
-            settings["DWH_DSN"],
+            settings.dwh_dsn,
             'INSERT INTO realtime_events (event_type, "timestamp", event_key, source_lsn) '
             "VALUES ('search', %s, %s, 1)",
             (ts, key),
@@ -225,7 +225,7 @@ def known_sessions(settings, maintainer) -> Iterator[None]:
     """Sessions with known events and no outcome yet, on days of their own; removed afterwards."""
     drop_day_partitions(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])
     partitions.ensure_daily_partitions(maintainer, BACKFILL_DAY, OUTSIDE_DAY)
-    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(settings.dwh_dsn)) as conn, conn, conn.cursor() as cur:
         cur.execute(f"DELETE FROM customer_sessions WHERE {_KNOWN}")
         for session_id, (day, ended, events) in KNOWN_SESSIONS.items():
             start = datetime.combine(day, datetime.min.time()) + timedelta(hours=10)
@@ -252,19 +252,17 @@ def known_sessions(settings, maintainer) -> Iterator[None]:
     try:
         yield
     finally:
-        execute(settings["DWH_DSN"], f"DELETE FROM customer_sessions WHERE {_KNOWN}")
+        execute(settings.dwh_dsn, f"DELETE FROM customer_sessions WHERE {_KNOWN}")
         drop_day_partitions(maintainer, [BACKFILL_DAY, OUTSIDE_DAY])  # and the events with them
 
 
 def _outcomes(settings) -> dict[str, str | None]:
-    return dict(
-        fetch(settings["DWH_READONLY_DSN"], f"SELECT session_id, outcome FROM customer_sessions WHERE {_KNOWN}")
-    )
+    return dict(fetch(settings.dwh_readonly_dsn, f"SELECT session_id, outcome FROM customer_sessions WHERE {_KNOWN}"))
 
 
 def _none_computed(settings) -> bool:
     rows = fetch(
-        settings["DWH_READONLY_DSN"],
+        settings.dwh_readonly_dsn,
         f"SELECT outcome, session_data ? 'page_views' FROM customer_sessions WHERE {_KNOWN}",
     )
     return len(rows) == len(KNOWN_SESSIONS) and not any(outcome or computed for outcome, computed in rows)
@@ -283,7 +281,7 @@ def test_backfill_computes_outcomes_for_known_sessions_idempotently(settings, kn
     assert run.state == "success", run.output[-5000:]
     assert _outcomes(settings) == EXPECTED_OUTCOMES
     data = dict(
-        fetch(settings["DWH_READONLY_DSN"], f"SELECT session_id, session_data FROM customer_sessions WHERE {_KNOWN}")
+        fetch(settings.dwh_readonly_dsn, f"SELECT session_id, session_data FROM customer_sessions WHERE {_KNOWN}")
     )
     assert data["airflow-test-conversion"].items() >= {"transactions": 1, "cart_adds": 1, "revenue": "20.00"}.items()
     assert data["airflow-test-bounce"]["searches"] == 1 and data["airflow-test-bounce"]["page_views"] == 1
@@ -310,8 +308,8 @@ def test_backfill_with_end_before_start_fails_before_writing(settings, known_ses
 
 class AirflowApi:
     def __init__(self, settings) -> None:
-        self.base = settings["AIRFLOW_URL"].rstrip("/")
-        credentials = {"username": settings["AIRFLOW_ADMIN_USER"], "password": settings["AIRFLOW_ADMIN_PASSWORD"]}
+        self.base = settings.airflow_url.rstrip("/")
+        credentials = {"username": settings.airflow_admin_user, "password": settings.airflow_admin_password}
         token = requests.post(f"{self.base}/auth/token", json=credentials, timeout=10).json()["access_token"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
@@ -388,11 +386,11 @@ def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipelin
     # The owner of realtime_events; a cart event is never updated at the source, so the consumer
     # cannot repair it behind our back.
     update = 'UPDATE realtime_events SET amount = %s WHERE event_key = %s AND "timestamp" = %s'
-    assert execute(settings["DWH_MAINTAINER_DSN"], update, (tampered, event_key, ts)) == 1
+    assert execute(settings.dwh_maintainer_dsn, update, (tampered, event_key, ts)) == 1
     try:
         run = run_dag(settings, "dwh_reconciliation", conf)
     finally:
-        execute(settings["DWH_MAINTAINER_DSN"], update, (amount, event_key, ts))
+        execute(settings.dwh_maintainer_dsn, update, (amount, event_key, ts))
     assert run.state == "failed"
     assert "ReconciliationError" in run.output and f"cart_event {ts.date()}:" in run.output
     assert "difference +0 rows, +1.00 amount" in run.output
@@ -406,13 +404,13 @@ def _settled_cart_event(settings) -> tuple[str, datetime, Any]:
         "AND \"timestamp\" >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day' "
         'ORDER BY "timestamp" DESC LIMIT 1'
     )
-    rows = fetch(settings["DWH_READONLY_DSN"], query)
+    rows = fetch(settings.dwh_readonly_dsn, query)
     if not rows:
-        generator.run(settings["OLTP_DSN"], generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
+        generator.run(settings.oltp_dsn, generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
         wait_until_caught_up(settings)
 
         def settled() -> bool:  # one of the new cart events is older than the settle time (2 minutes)
-            rows[:] = fetch(settings["DWH_READONLY_DSN"], query)
+            rows[:] = fetch(settings.dwh_readonly_dsn, query)
             return bool(rows)
 
         wait_until(settled, 180, 5)
@@ -431,7 +429,7 @@ def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
 
     from instashop.live import metrics as live_metrics
 
-    client = redis.Redis.from_url(settings["REDIS_URL"])
+    client = redis.Redis.from_url(settings.redis_url)
     drop_day_partitions(maintainer, [LIVE_DAY])
     partitions.ensure_daily_partitions(maintainer, LIVE_DAY, LIVE_DAY)
     at = datetime(2000, 3, 1, 10, 0)
@@ -467,7 +465,7 @@ def live_metrics_sample(settings, maintainer) -> Iterator[Any]:
 
 def _insert_event(settings, event_type: str, ts: datetime, amount, raw: dict, key: str) -> None:
     execute(
-        settings["DWH_DSN"],
+        settings.dwh_dsn,
         'INSERT INTO realtime_events (event_type, "timestamp", amount, raw_data, event_key, source_lsn) '
         "VALUES (%s, %s, %s, %s, %s, 1)",
         (event_type, ts, amount, json.dumps(raw), key),
@@ -479,7 +477,7 @@ def test_live_metrics_in_redis_reconcile_with_the_dwh_and_a_difference_is_caught
     from instashop.warehouse import reconciliation
 
     now, lookback = datetime(2000, 3, 1, 10, 20, tzinfo=UTC), timedelta(minutes=30)
-    with closing(psycopg2.connect(settings["DWH_READONLY_DSN"])) as dwh:
+    with closing(psycopg2.connect(settings.dwh_readonly_dsn)) as dwh:
         report = reconciliation.reconcile_live_metrics(live_metrics_sample, dwh, now, lookback, prefix=LIVE_PREFIX)
         assert (report["start"], report["end"], report["windows"]) == ("2000-03-01T09:50:00", "2000-03-01T10:03:00", 13)
 
@@ -497,7 +495,7 @@ def test_live_metrics_in_redis_reconcile_with_the_dwh_and_a_difference_is_caught
 
 def _actions_since(settings, component: str, since: datetime) -> list[tuple[str, str]]:
     return fetch(
-        settings["DWH_READONLY_DSN"],
+        settings.dwh_readonly_dsn,
         f"SELECT status, action FROM pipeline_health_checks WHERE component = '{component}' "
         f"AND checked_at >= '{since.isoformat()}' ORDER BY checked_at",
     )
@@ -506,7 +504,7 @@ def _actions_since(settings, component: str, since: datetime) -> list[tuple[str,
 @pytest.mark.timeout(500)
 def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline):
     options = generator.GeneratorConfig(rate=400, sessions=300, seed=41, customers=300, products=80)
-    writer = Background(generator.run, settings["OLTP_DSN"], options, console=None)
+    writer = Background(generator.run, settings.oltp_dsn, options, console=None)
     writer.start()
 
     def in_flight() -> bool:  # some of the run's sessions in the DWH, not all
@@ -546,7 +544,7 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
     The DAG's supervise_spark task runs the same check on the production instance."""
     import redis
 
-    client = redis.Redis.from_url(settings["REDIS_URL"])
+    client = redis.Redis.from_url(settings.redis_url)
     prefix, checkpoint = "live:airflow-test-spark", str(tmp_path / "checkpoint")
     # Real-time Mode (the default) reports a batch at each checkpoint: every 10 s here, not 5 min.
     args = ("--checkpoint", checkpoint, "--key-prefix", prefix, "--no-ui", "--interval", "10 seconds")
@@ -556,7 +554,7 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
     stop_load = threading.Event()
     load = generator.GeneratorConfig(rate=20, seed=53, customers=100, products=30)
     writer = threading.Thread(
-        target=generator.run, args=(settings["OLTP_DSN"], load), kwargs={"console": None, "stop": stop_load}
+        target=generator.run, args=(settings.oltp_dsn, load), kwargs={"console": None, "stop": stop_load}
     )
     writer.start()
     try:
@@ -603,7 +601,7 @@ def test_supervisor_restarts_a_failed_connector_task_and_nothing_is_lost(setting
     try:
         assert wait_until(lambda: connect.state().healthy and _walsenders(settings) == 1, 90, 1), connect.state()
         options = generator.GeneratorConfig(rate=200, sessions=200, seed=43, customers=300, products=80)
-        writer = Background(generator.run, settings["OLTP_DSN"], options, console=None)
+        writer = Background(generator.run, settings.oltp_dsn, options, console=None)
         writer.start()
         assert wait_until(lambda: run_sessions(settings, options.session_prefix)[1] > 0, 60, 0.5), "nothing flowed"
         assert _terminate_walsender(settings) == 1

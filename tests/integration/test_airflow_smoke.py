@@ -17,13 +17,13 @@ def airflow() -> Settings:
 
 
 def _url(settings: Settings, path: str) -> str:
-    return settings["AIRFLOW_URL"].rstrip("/") + path
+    return settings.airflow_url.rstrip("/") + path
 
 
 def _token(settings: Settings, password: str) -> requests.Response:
     return requests.post(
         _url(settings, "/auth/token"),
-        json={"username": settings["AIRFLOW_ADMIN_USER"], "password": password},
+        json={"username": settings.airflow_admin_user, "password": password},
         timeout=TIMEOUT,
     )
 
@@ -35,7 +35,7 @@ def test_version_is_3_3_2(airflow):
 
 
 def test_admin_gets_a_jwt_that_lists_dags(airflow):
-    response = _token(airflow, airflow["AIRFLOW_ADMIN_PASSWORD"])
+    response = _token(airflow, airflow.airflow_admin_password)
     assert response.status_code == 201, response.text
     token = response.json()["access_token"]
     assert token.count(".") == 2  # header.payload.signature

@@ -19,13 +19,13 @@ def _connector_config() -> dict[str, str]:
 
 
 def test_requests_without_the_login_are_refused(settings):
-    base = settings["CONNECT_URL"]
+    base = settings.connect_url
     name = f"it-unauth-{uuid.uuid4().hex[:6]}"
     assert requests.get(f"{base}/connectors", timeout=10).status_code == 401
     assert requests.get(f"{base}/connector-plugins", timeout=10).status_code == 401
     put = requests.put(f"{base}/connectors/{name}/config", json=_connector_config(), timeout=10)
     assert put.status_code == 401
-    wrong = (settings["CONNECT_REST_USER"], "not-the-password")
+    wrong = (settings.connect_rest_user, "not-the-password")
     assert requests.get(f"{base}/connectors", auth=wrong, timeout=10).status_code == 401
     put = requests.put(f"{base}/connectors/{name}/config", json=_connector_config(), auth=wrong, timeout=10)
     assert put.status_code == 401
@@ -36,7 +36,7 @@ def test_requests_without_the_login_are_refused(settings):
 
 
 def test_the_stack_client_authenticates(settings):
-    plugins = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
+    plugins = requests.get(f"{settings.connect_url}/connector-plugins", auth=settings.connect_auth, timeout=10)
     assert plugins.status_code == 200
     assert POSTGRES_PLUGIN in {plugin["class"] for plugin in plugins.json()}
     assert ConnectClient(settings).state("it-no-such-connector").connector == "MISSING"
@@ -56,7 +56,7 @@ def _resolved_hostname(settings, reference: str) -> str:
         "database.hostname": f"bad/{reference}",
     }
     response = requests.put(
-        f"{settings['CONNECT_URL']}/connector-plugins/PostgresConnector/config/validate",
+        f"{settings.connect_url}/connector-plugins/PostgresConnector/config/validate",
         json=config,
         auth=settings.connect_auth,
         timeout=30,
@@ -70,7 +70,7 @@ def _resolved_hostname(settings, reference: str) -> str:
 
 def test_connector_configs_resolve_only_the_allowlisted_variables(settings):
     # The connector's own references resolve ...
-    assert _resolved_hostname(settings, "${env:POSTGRES_PORT}") == f"bad/{settings['POSTGRES_PORT']}"
+    assert _resolved_hostname(settings, "${env:POSTGRES_PORT}") == f"bad/{settings.postgres_port}"
     # ... but no other variable: the reference is left as written, the secret never appears.
     for name in ("DWH_WRITER_PASSWORD", "REDIS_PASSWORD", "CONNECT_REST_PASSWORD", "PATH", "HOME"):
         assert _resolved_hostname(settings, f"${{env:{name}}}") == f"bad/${{env:{name}}}", name
@@ -84,7 +84,7 @@ def test_connectors_may_tune_their_clients_but_not_change_their_kafka_login(sett
         "producer.override.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
     }
     response = requests.put(
-        f"{settings['CONNECT_URL']}/connector-plugins/PostgresConnector/config/validate",
+        f"{settings.connect_url}/connector-plugins/PostgresConnector/config/validate",
         json=config,
         auth=settings.connect_auth,
         timeout=30,

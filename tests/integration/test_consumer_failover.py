@@ -30,7 +30,7 @@ def test_a_killed_consumer_is_back_at_work_well_before_its_session_expires(setti
 def _shop_traffic(settings, seed: int) -> None:
     writer = threading.Thread(
         target=generator.run,
-        args=(settings["OLTP_DSN"], generator.GeneratorConfig(rate=100, sessions=10, seed=seed)),
+        args=(settings.oltp_dsn, generator.GeneratorConfig(rate=100, sessions=10, seed=seed)),
         kwargs={"console": None},
     )
     writer.start()

@@ -59,7 +59,7 @@ def test_poison_messages_go_to_the_dlq_and_valid_ones_are_written(settings, cdc_
     tag = f"poison-{uuid.uuid4().hex[:8]}"
     poison = _poison(tag)
     config = generator.GeneratorConfig(rate=400, sessions=150, seed=21)
-    writer = Background(generator.run, settings["OLTP_DSN"], config, console=None)
+    writer = Background(generator.run, settings.oltp_dsn, config, console=None)
     writer.start()
     producer = Producer({**client_config(settings, ADMIN), "message.max.bytes": 2_000_000})
     for key, (value, _) in poison.items():
@@ -88,7 +88,7 @@ def test_oversized_messages_become_one_dead_letter_each_and_the_rest_flows(setti
     letter carries an excerpt and a digest of the value instead of the value (the DLQ cannot hold it)."""
     tag = f"big-{uuid.uuid4().hex[:8]}"
     writer = Background(
-        generator.run, settings["OLTP_DSN"], generator.GeneratorConfig(rate=300, sessions=100, seed=22), console=None
+        generator.run, settings.oltp_dsn, generator.GeneratorConfig(rate=300, sessions=100, seed=22), console=None
     )
     writer.start()
     sent = {
@@ -156,7 +156,7 @@ def _json_padding(size: int) -> bytes:
 
 
 def _dead_letter_digests(settings, tag: str) -> dict[str, tuple[int, str]]:
-    with psycopg2.connect(settings["DWH_READONLY_DSN"]) as conn, conn.cursor() as cur:
+    with psycopg2.connect(settings.dwh_readonly_dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT message_key, value_bytes, value_sha256 FROM dead_letters WHERE message_key LIKE %s",
             (f"%{tag}-%",),
@@ -167,7 +167,7 @@ def _dead_letter_digests(settings, tag: str) -> dict[str, tuple[int, str]]:
 
 
 def _dead_letter_reasons(settings, tag: str) -> dict[str, tuple[str, int]]:
-    with psycopg2.connect(settings["DWH_READONLY_DSN"]) as conn, conn.cursor() as cur:
+    with psycopg2.connect(settings.dwh_readonly_dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT message_key, reason, value_bytes FROM dead_letters WHERE message_key LIKE %s", (f"%{tag}-%",)
         )

@@ -33,7 +33,7 @@ BUSY_LIFECYCLE = LifecycleRates(
 
 @pytest.fixture(scope="module")
 def oltp(settings):
-    conn = psycopg2.connect(settings["OLTP_DSN"])
+    conn = psycopg2.connect(settings.oltp_dsn)
     conn.autocommit = True
     yield conn
     conn.close()
@@ -42,7 +42,7 @@ def oltp(settings):
 @pytest.fixture(scope="module")
 def summary(settings):
     config = GeneratorConfig(rate=0, sessions=300, seed=20240917, customers=50, products=40, lifecycle=BUSY_LIFECYCLE)
-    return generator.run(settings["OLTP_DSN"], config, show_progress=False)
+    return generator.run(settings.oltp_dsn, config, show_progress=False)
 
 
 def _rows(conn, sql: str, *params) -> list[tuple]:
@@ -194,7 +194,7 @@ def test_the_rate_limits_a_run(settings):
     limiter cannot miss: rate x duration, plus the session that may start at the end, three times
     over (unpaced, this machine writes ~500 row changes/s, 5-10x the bound)."""
     config = GeneratorConfig(rate=50, duration=2.0, seed=7, customers=50, products=40)
-    run = generator.run(settings["OLTP_DSN"], config, show_progress=False)
+    run = generator.run(settings.oltp_dsn, config, show_progress=False)
     assert run.stopped_by == "duration" and run.row_changes > 0
     bound = 3 * config.rate * config.duration
     assert run.row_changes <= bound, f"{run.row_changes} row changes in {run.elapsed_s:.1f} s (at most {bound:.0f})"
@@ -225,7 +225,7 @@ def test_sigterm_stops_cleanly_after_the_current_session(oltp):
 def test_same_seed_writes_the_same_workload_again(settings, oltp):
     # Prices may differ (the first run's price changes are the second run's starting state); the rest may not.
     runs = [
-        generator.run(settings["OLTP_DSN"], GeneratorConfig(rate=0, sessions=120, seed=77), show_progress=False)
+        generator.run(settings.oltp_dsn, GeneratorConfig(rate=0, sessions=120, seed=77), show_progress=False)
         for _ in range(2)
     ]
 
@@ -274,9 +274,9 @@ def test_a_transaction_cut_at_commit_is_written_exactly_once(settings, oltp, rea
     factories = iter([_cut_next_commit(reaches_server), None, _cut_next_commit(reaches_server)])
 
     def connect():
-        return psycopg2.connect(settings["OLTP_DSN"], connection_factory=next(factories, None))
+        return psycopg2.connect(settings.oltp_dsn, connection_factory=next(factories, None))
 
-    with closing(psycopg2.connect(settings["OLTP_DSN"])) as plain:
+    with closing(psycopg2.connect(settings.oltp_dsn)) as plain:
         generator.seed_catalog(plain, random.Random(3), customers=50, products=40)
         catalog = generator.load_catalog(plain)
     writer = generator.ShopWriter(connect, reconnect_for=30)
@@ -305,7 +305,7 @@ def test_a_run_rides_out_terminated_connections_and_its_counts_stay_true(setting
     config = GeneratorConfig(rate=300, duration=8, seed=8, customers=50, products=40, lifecycle=lifecycle)
     result: dict = {}
     run = threading.Thread(
-        target=lambda: result.update(summary=generator.run(settings["OLTP_DSN"], config, show_progress=False))
+        target=lambda: result.update(summary=generator.run(settings.oltp_dsn, config, show_progress=False))
     )
     run.start()
     terminated = 0
@@ -354,7 +354,7 @@ def test_a_product_too_dear_to_sell_is_left_unsold_and_the_run_goes_on(settings,
         (dear,) = cur.fetchone()
     try:
         assert dear not in {p.product_id for p in generator.load_catalog(oltp).products}
-        summary = generator.run(settings["OLTP_DSN"], GeneratorConfig(rate=400, sessions=60, seed=12), console=None)
+        summary = generator.run(settings.oltp_dsn, GeneratorConfig(rate=400, sessions=60, seed=12), console=None)
         assert summary.session_count == 60
         sold = _rows(
             oltp,

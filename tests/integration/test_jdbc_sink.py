@@ -53,7 +53,7 @@ def expected_rows(messages: list[tuple[str, bytes | None, bytes | None]]) -> dic
 
 
 def test_connect_offers_the_jdbc_sink(settings):
-    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
+    response = requests.get(f"{settings.connect_url}/connector-plugins", auth=settings.connect_auth, timeout=10)
     response.raise_for_status()
     plugins = {plugin["class"]: plugin for plugin in response.json()}
     assert plugins[JDBC_SINK]["type"] == "sink"
@@ -79,7 +79,7 @@ def test_the_jdbc_sink_writes_captured_change_events_to_postgres(settings):
 
         config = jdbc_sink.sink_config(pattern, tasks=1, database=TEST_DB)
         requests.put(
-            f"{settings['CONNECT_URL']}/connectors/{name}/config", json=config, auth=settings.connect_auth, timeout=10
+            f"{settings.connect_url}/connectors/{name}/config", json=config, auth=settings.connect_auth, timeout=10
         ).raise_for_status()
         _wait_for_commits(admin, jdbc_sink.group_of(name), pattern, settings, name)
 
@@ -105,7 +105,7 @@ def _wait_for_commits(admin: AdminClient, group: str, pattern: str, settings, na
         if lag.total == 0 and lag.uncommitted_partitions == 0:
             return
         status = requests.get(
-            f"{settings['CONNECT_URL']}/connectors/{name}/status", auth=settings.connect_auth, timeout=10
+            f"{settings.connect_url}/connectors/{name}/status", auth=settings.connect_auth, timeout=10
         ).json()
         assert "FAILED" not in json.dumps(status), status
         assert time.monotonic() < deadline, f"sink still {lag.total} messages behind: {status}"

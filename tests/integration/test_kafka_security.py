@@ -63,7 +63,7 @@ def filled(settings):
 
 
 def test_a_client_without_a_login_cannot_produce(settings):
-    plaintext = {"bootstrap.servers": settings["KAFKA_BOOTSTRAP"], "socket.timeout.ms": 5000}
+    plaintext = {"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 5000}
     error = _produce(plaintext, CDC_TOPIC)
     assert error is not None and error.code() == KafkaError._MSG_TIMED_OUT, error
 

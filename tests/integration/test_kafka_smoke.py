@@ -53,7 +53,7 @@ def test_a_produced_message_is_consumed_back(settings, topic):
 
 
 def test_connect_offers_the_debezium_postgres_connector(settings):
-    response = requests.get(f"{settings['CONNECT_URL']}/connector-plugins", auth=settings.connect_auth, timeout=10)
+    response = requests.get(f"{settings.connect_url}/connector-plugins", auth=settings.connect_auth, timeout=10)
     response.raise_for_status()
     plugins = {plugin["class"]: plugin for plugin in response.json()}
     assert DEBEZIUM_POSTGRES in plugins
@@ -61,7 +61,7 @@ def test_connect_offers_the_debezium_postgres_connector(settings):
 
 
 def test_connect_runs_kafka_4_3_against_the_stack_broker(settings):
-    info = requests.get(f"{settings['CONNECT_URL']}/", auth=settings.connect_auth, timeout=10).json()
+    info = requests.get(f"{settings.connect_url}/", auth=settings.connect_auth, timeout=10).json()
     # Debezium 3.6 is built against Kafka 4.3: the worker must stay on that line.
     assert info["version"].startswith("4.3."), info
     cluster = AdminClient(client_config(settings, ADMIN)).list_topics(timeout=10)

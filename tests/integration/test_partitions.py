@@ -50,7 +50,7 @@ def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_n
     creator that locked the default partition first and the parent second would deadlock with it
     as soon as the writer's next row went to the default partition (a late event)."""
     partitions.ensure_daily_partitions(maintainer, OPEN_DAY, OPEN_DAY)
-    writer = psycopg2.connect(settings["DWH_DSN"])
+    writer = psycopg2.connect(settings.dwh_dsn)
     try:
         with writer.cursor() as cur:
             cur.execute(_INSERT, (datetime(2000, 5, 2, 9), "partitions-test:open-day"))
@@ -78,7 +78,5 @@ def test_creating_a_partition_while_a_writer_holds_the_table_neither_deadlocks_n
     finally:
         writer.close()
     new_partition = partitions.partition_name(NEW_DAY)
-    assert fetch(settings["DWH_MAINTAINER_DSN"], f"SELECT event_key FROM {new_partition}") == [
-        ("partitions-test:late",)
-    ]
+    assert fetch(settings.dwh_maintainer_dsn, f"SELECT event_key FROM {new_partition}") == [("partitions-test:late",)]
     assert NEW_DAY in partitions.existing_days(maintainer)

@@ -32,13 +32,13 @@ def _config(sessions: int, rate: float, seed: int) -> generator.GeneratorConfig:
 
 
 def _generate(settings, sessions: int, rate: float, seed: int) -> generator.Summary:
-    return generator.run(settings["OLTP_DSN"], _config(sessions, rate, seed), console=None)
+    return generator.run(settings.oltp_dsn, _config(sessions, rate, seed), console=None)
 
 
 def _start_writer(settings, seed: int) -> tuple[Background, str]:
     """A generator run in the background, and the prefix of its session ids."""
     config = _config(600, 600, seed)
-    writer = Background(generator.run, settings["OLTP_DSN"], config, console=None)
+    writer = Background(generator.run, settings.oltp_dsn, config, console=None)
     writer.start()
     return writer, config.session_prefix
 

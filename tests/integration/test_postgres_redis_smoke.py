@@ -19,7 +19,7 @@ def _query(dsn: str, statement: str, params=()):
 
 def test_shop_app_round_trips_on_the_oltp_database(settings):
     token = uuid.uuid4().hex
-    with psycopg2.connect(settings["OLTP_DSN"]) as conn, conn.cursor() as cur:
+    with psycopg2.connect(settings.oltp_dsn) as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE smoke (token text)")
         cur.execute("INSERT INTO smoke VALUES (%s)", (token,))
         cur.execute("SELECT token, current_database(), current_user FROM smoke")
@@ -28,13 +28,13 @@ def test_shop_app_round_trips_on_the_oltp_database(settings):
 
 
 def test_debezium_role_can_replicate_and_read_the_oltp_database(settings):
-    dsn = f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/instashop"
+    dsn = f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/instashop"
     assert _query(dsn, "SELECT rolreplication FROM pg_roles WHERE rolname = current_user") == [(True,)]
     assert _query(dsn, "SHOW wal_level") == [("logical",)]
 
 
 def _debezium_dsn(settings, database: str = "instashop") -> str:
-    return f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/{database}"
+    return f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/{database}"
 
 
 def test_debezium_role_may_open_logical_replication_on_the_shop_database(settings):
@@ -59,7 +59,7 @@ def test_debezium_role_cannot_open_logical_replication_on_another_database(setti
 
 
 def test_debezium_role_cannot_reach_the_dwh(settings):
-    dsn = f"postgresql://debezium:{settings['DEBEZIUM_PASSWORD']}@127.0.0.1:{settings.port('postgres')}/dwh"
+    dsn = f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/dwh"
     with pytest.raises(psycopg2.OperationalError, match=r"pg_hba\.conf rejects connection"):
         psycopg2.connect(dsn, connect_timeout=5)
 
@@ -67,12 +67,12 @@ def test_debezium_role_cannot_reach_the_dwh(settings):
 def test_writer_writes_and_readonly_reads_the_dwh(settings):
     component = f"smoke-{uuid.uuid4().hex[:8]}"
     _query(
-        settings["DWH_DSN"],
+        settings.dwh_dsn,
         "INSERT INTO pipeline_heartbeats (component, details) VALUES (%s, %s)",
         (component, '{"smoke": true}'),
     )
     rows = _query(
-        settings["DWH_READONLY_DSN"],
+        settings.dwh_readonly_dsn,
         "SELECT details FROM pipeline_heartbeats WHERE component = %s",
         (component,),
     )
@@ -82,19 +82,19 @@ def test_writer_writes_and_readonly_reads_the_dwh(settings):
 def test_readonly_role_is_refused_a_write(settings):
     with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
         _query(
-            settings["DWH_READONLY_DSN"],
+            settings.dwh_readonly_dsn,
             "INSERT INTO pipeline_heartbeats (component) VALUES ('must-not-land')",
         )
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _query(
-            settings["DWH_READONLY_DSN"],
+            settings.dwh_readonly_dsn,
             "BEGIN READ WRITE; INSERT INTO pipeline_heartbeats (component) VALUES ('must-not-land')",
         )
 
 
 def test_writer_cannot_create_tables_in_the_dwh(settings):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-        _query(settings["DWH_DSN"], "CREATE TABLE smoke_not_allowed (x int)")
+        _query(settings.dwh_dsn, "CREATE TABLE smoke_not_allowed (x int)")
 
 
 def test_wrong_password_is_refused(settings):
@@ -104,7 +104,7 @@ def test_wrong_password_is_refused(settings):
 
 
 def test_redis_answers_with_auth_and_refuses_without(settings):
-    client = redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=5)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     assert client.ping() is True
     key = f"smoke:{uuid.uuid4().hex}"
     client.set(key, "1", ex=60)
@@ -118,7 +118,7 @@ def test_redis_answers_with_auth_and_refuses_without(settings):
 
 
 def _redis_as(settings, url_key: str) -> redis.Redis:
-    return redis.Redis.from_url(settings[url_key], socket_timeout=5, decode_responses=True)
+    return redis.Redis.from_url(settings.env_value(url_key), socket_timeout=5, decode_responses=True)
 
 
 def test_redis_live_writer_writes_live_keys_only(settings):

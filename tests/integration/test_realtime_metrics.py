@@ -69,7 +69,7 @@ class LiveApp:
         args += ["--conf", "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"]
         args += ["--conf", "spark.sql.streaming.stateStore.maintenanceInterval=2s"]
         self.job = spark_job(settings, *args, name=f"spark-it-{run}")
-        self.redis = redis.Redis.from_url(settings["REDIS_URL"])
+        self.redis = redis.Redis.from_url(settings.redis_url)
         self.kafka = client_config(settings, ADMIN)  # set-up and clean-up; the app runs as `spark`
         self.checkpoint = checkpoint
         self.trigger = trigger
@@ -127,7 +127,7 @@ def live_app(request, settings, cdc_pipeline, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shop(settings):
     """An OLTP connection; the transactions the tests create are deleted afterwards."""
-    shop = Shop(settings["OLTP_DSN"])
+    shop = Shop(settings.oltp_dsn)
     yield shop
     shop.delete_created()
 

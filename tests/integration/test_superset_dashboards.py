@@ -46,11 +46,11 @@ ATTEMPTS = 10  # brackets tried before a comparison gives up on a DWH that keeps
 
 class SupersetApi:
     def __init__(self, settings: Settings) -> None:
-        self.url = settings["SUPERSET_URL"]
+        self.url = settings.superset_url
         self.session = requests.Session()
         login = {
-            "username": settings["SUPERSET_ADMIN_USER"],
-            "password": settings["SUPERSET_ADMIN_PASSWORD"],
+            "username": settings.superset_admin_user,
+            "password": settings.superset_admin_password,
             "provider": "db",
             "refresh": True,
         }
@@ -102,9 +102,9 @@ def chart_ids(api: SupersetApi) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def shop_data(settings: Settings, cdc_pipeline) -> None:
     """Some shop activity in the DWH (a fresh stack has none): a short generator run, caught up."""
-    if not fetch(settings["DWH_READONLY_DSN"], SPEC_QUERIES["transacciones"]):
+    if not fetch(settings.dwh_readonly_dsn, SPEC_QUERIES["transacciones"]):
         options = generator.GeneratorConfig(rate=0, sessions=150, seed=61, customers=120, products=40)
-        generator.run(settings["OLTP_DSN"], options, console=None)
+        generator.run(settings.oltp_dsn, options, console=None)
     wait_until_caught_up(settings)
 
 
@@ -118,7 +118,7 @@ class Dwh:
     """Queries on the DWH through the read-only DSN (its repr, shown in failures, holds no password)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._dsn = settings["DWH_READONLY_DSN"]
+        self._dsn = settings.dwh_readonly_dsn
 
     def __repr__(self) -> str:
         return "Dwh(DWH_READONLY_DSN)"
@@ -484,7 +484,7 @@ class LiveSource:
         extra = json.loads(api.get(f"/api/v1/database/{live['id']}/connection")["result"]["extra"])
         kwargs = extra["engine_params"]["adapter_kwargs"].get("instashop_live", {})
         self.prefix: str = kwargs.get("prefix", "live")
-        self.client = redis.Redis.from_url(settings["REDIS_URL"], decode_responses=True)
+        self.client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
 
     def __repr__(self) -> str:
         return f"LiveSource({self.prefix!r})"
@@ -649,7 +649,7 @@ def _alive(beat: dict[str, Any] | None) -> bool:
 def fresh_live_metrics(settings: Settings, source: LiveSource) -> None:
     """Shop activity now, and the Spark app's windows and ranking for it in Redis."""
     options = generator.GeneratorConfig(rate=0, sessions=80, seed=int(time.time()) % 10_000)
-    generator.run(settings["OLTP_DSN"], options, console=None)
+    generator.run(settings.oltp_dsn, options, console=None)
     deadline = time.monotonic() + 120
     while not _has_every_metric(source):
         assert time.monotonic() < deadline, "the Spark app wrote no window for the new activity within 120 s"
@@ -723,15 +723,15 @@ REFUSALS = (
 @pytest.fixture(scope="module")
 def seeded(settings: Settings) -> Iterator[list[tuple]]:
     rows = [(SEEDED, 0, n, 1, f"seeded for SQL Lab's write test {n}") for n in range(3)]
-    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(settings.dwh_dsn)) as conn, conn, conn.cursor() as cur:
         cur.execute("DELETE FROM dead_letters WHERE topic = %s", (SEEDED,))
         cur.executemany(
             "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, value_bytes, reason)"
             " VALUES (%s, %s, %s, %s, %s)",
             rows,
         )
-    yield fetch(settings["DWH_READONLY_DSN"], _SEEDED_ROWS)
-    with closing(psycopg2.connect(settings["DWH_DSN"])) as conn, conn, conn.cursor() as cur:
+    yield fetch(settings.dwh_readonly_dsn, _SEEDED_ROWS)
+    with closing(psycopg2.connect(settings.dwh_dsn)) as conn, conn, conn.cursor() as cur:
         cur.execute("DELETE FROM dead_letters WHERE topic = %s", (SEEDED,))
 
 

@@ -21,36 +21,36 @@ def env() -> Settings:
 
 
 def _login(env: Settings, password: str) -> requests.Response:
-    login = {"username": env["SUPERSET_ADMIN_USER"], "password": password, "provider": "db", "refresh": True}
-    return requests.post(f"{env['SUPERSET_URL']}/api/v1/security/login", json=login, timeout=TIMEOUT)
+    login = {"username": env.superset_admin_user, "password": password, "provider": "db", "refresh": True}
+    return requests.post(f"{env.superset_url}/api/v1/security/login", json=login, timeout=TIMEOUT)
 
 
 def test_health_says_ok(env):
-    response = requests.get(f"{env['SUPERSET_URL']}/health", timeout=TIMEOUT)
+    response = requests.get(f"{env.superset_url}/health", timeout=TIMEOUT)
     assert response.status_code == 200
     assert response.text.strip() == "OK"
 
 
 def test_admin_logs_in_and_reads_the_api(env):
-    response = _login(env, env["SUPERSET_ADMIN_PASSWORD"])
+    response = _login(env, env.superset_admin_password)
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert tokens["access_token"] and tokens["refresh_token"]
 
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    me = requests.get(f"{env['SUPERSET_URL']}/api/v1/me/", headers=headers, timeout=TIMEOUT)
+    me = requests.get(f"{env.superset_url}/api/v1/me/", headers=headers, timeout=TIMEOUT)
     assert me.status_code == 200, me.text
-    assert me.json()["result"]["username"] == env["SUPERSET_ADMIN_USER"]
-    databases = requests.get(f"{env['SUPERSET_URL']}/api/v1/database/", headers=headers, timeout=TIMEOUT)
+    assert me.json()["result"]["username"] == env.superset_admin_user
+    databases = requests.get(f"{env.superset_url}/api/v1/database/", headers=headers, timeout=TIMEOUT)
     assert databases.status_code == 200, databases.text
 
 
 def test_api_refuses_requests_without_a_token(env):
-    assert requests.get(f"{env['SUPERSET_URL']}/api/v1/database/", timeout=TIMEOUT).status_code == 401
+    assert requests.get(f"{env.superset_url}/api/v1/database/", timeout=TIMEOUT).status_code == 401
 
 
 def test_wrong_password_is_refused(env):
-    response = _login(env, env["SUPERSET_ADMIN_PASSWORD"] + "-wrong")
+    response = _login(env, env.superset_admin_password + "-wrong")
     assert response.status_code == 401
     assert "access_token" not in response.text
 
@@ -85,18 +85,18 @@ def _decode(address: str) -> str:
 def test_password_guessing_is_rate_limited(env, where):
     """A burst of wrong passwords gets 429 after AUTH_RATE_LIMIT (5 a second), on the REST login and
     on the login form's POST alike; a second later the right password works again."""
-    wrong = env["SUPERSET_ADMIN_PASSWORD"] + "-guess"
+    wrong = env.superset_admin_password + "-guess"
     if where == "api":
         attempt = lambda _: _login(env, wrong).status_code  # noqa: E731
     else:  # as a browser would: the form's CSRF token from the login page, in its session
         session = requests.Session()
-        page = session.get(f"{env['SUPERSET_URL']}/login/", timeout=TIMEOUT).text
+        page = session.get(f"{env.superset_url}/login/", timeout=TIMEOUT).text
         token = re.search(r'csrf_token[^>]*value="([^"]+)"', page).group(1)
-        form = {"username": env["SUPERSET_ADMIN_USER"], "password": wrong, "csrf_token": token}
-        url = f"{env['SUPERSET_URL']}/login/"
+        form = {"username": env.superset_admin_user, "password": wrong, "csrf_token": token}
+        url = f"{env.superset_url}/login/"
         attempt = lambda _: session.post(url, data=form, timeout=TIMEOUT, allow_redirects=False).status_code  # noqa: E731
     with ThreadPoolExecutor(max_workers=10) as pool:
         codes = list(pool.map(attempt, range(20)))
     assert 429 in codes, codes
     time.sleep(1.5)  # the limit's window is one second
-    assert _login(env, env["SUPERSET_ADMIN_PASSWORD"]).status_code == 200
+    assert _login(env, env.superset_admin_password).status_code == 200

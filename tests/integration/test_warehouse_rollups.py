@@ -95,7 +95,7 @@ def scratch(settings) -> Iterator[psycopg2.extensions.connection]:
 
 def _readonly(settings):
     """Superset's role: it must be able to read the rollups."""
-    return closing(psycopg2.connect(make_dsn(settings["DWH_READONLY_DSN"], dbname=SCRATCH_DB)))
+    return closing(psycopg2.connect(make_dsn(settings.dwh_readonly_dsn, dbname=SCRATCH_DB)))
 
 
 def _spec_answer(cur, name: str, first: date | None = None, last: date | None = None) -> Counter:
@@ -210,20 +210,20 @@ _DAG_SESSIONS = "session_id LIKE 'rollups-test-%'"  # only ever used without que
 @pytest.fixture
 def dag_day(settings) -> Iterator[None]:
     """Two transactions and an open session on a day of their own in `dwh`; all traces removed afterwards."""
-    maintainer = psycopg2.connect(settings["DWH_MAINTAINER_DSN"])
+    maintainer = psycopg2.connect(settings.dwh_maintainer_dsn)
 
     def clean() -> None:
         with maintainer, maintainer.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(DAG_DAY)}")
             for table in rollups.TABLES:
                 cur.execute(sql.SQL("DELETE FROM {} WHERE day = %s").format(sql.Identifier(table)), (DAG_DAY,))
-        with closing(psycopg2.connect(settings["DWH_DSN"])) as writer, writer, writer.cursor() as cur:
+        with closing(psycopg2.connect(settings.dwh_dsn)) as writer, writer, writer.cursor() as cur:
             cur.execute(f"DELETE FROM customer_sessions WHERE {_DAG_SESSIONS}")
 
     clean()
     partitions.ensure_daily_partitions(maintainer, DAG_DAY, DAG_DAY)
     at = datetime(2000, 4, 1, 10)
-    with closing(psycopg2.connect(settings["DWH_DSN"])) as writer, writer, writer.cursor() as cur:
+    with closing(psycopg2.connect(settings.dwh_dsn)) as writer, writer, writer.cursor() as cur:
         for n, amount in enumerate(["10.25", "4.50"]):
             cur.execute(
                 'INSERT INTO realtime_events (event_type, "timestamp", customer_id, customer_name, amount, '
@@ -253,7 +253,7 @@ def test_the_dag_refreshes_a_range_given_by_hand(settings, dag_day):
             "daily_session_outcomes": 1,
         }
     }
-    with closing(psycopg2.connect(settings["DWH_READONLY_DSN"])) as conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(settings.dwh_readonly_dsn)) as conn, conn.cursor() as cur:
         cur.execute("SELECT transactions, revenue, amounts FROM daily_sales WHERE day = %s", (DAG_DAY,))
         assert cur.fetchall() == [(2, Decimal("14.75"), 2)]
         cur.execute("SELECT outcome, sessions, duration_sum FROM daily_session_outcomes WHERE day = %s", (DAG_DAY,))

@@ -23,7 +23,7 @@ def test_every_connection_is_defined_as_json(tmp_path):
     assert set(defined) == {f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in ids}
     maintainer = json.loads(defined["AIRFLOW_CONN_INSTASHOP_DWH_MAINTAINER"])
     assert (maintainer["login"], maintainer["schema"], maintainer["port"]) == ("dwh_maintainer", "dwh", 5432)
-    assert maintainer["password"] == settings["DWH_MAINTAINER_PASSWORD"]
+    assert maintainer["password"] == settings.dwh_maintainer_password
     oltp = json.loads(defined["AIRFLOW_CONN_INSTASHOP_OLTP_READ"])
     assert oltp["extra"]["options"] == "-c default_transaction_read_only=on"
     kafka = json.loads(defined["AIRFLOW_CONN_INSTASHOP_KAFKA"])
@@ -32,12 +32,12 @@ def test_every_connection_is_defined_as_json(tmp_path):
         "security.protocol": "SASL_PLAINTEXT",
         "sasl.mechanisms": "SCRAM-SHA-512",
         "sasl.username": "airflow",
-        "sasl.password": settings["KAFKA_AIRFLOW_PASSWORD"],
+        "sasl.password": settings.kafka_airflow_password,
         "group.id": "instashop-airflow",
     }
     redis = json.loads(defined["AIRFLOW_CONN_INSTASHOP_REDIS"])
     # Airflow only reads the live metrics (supervisor, reconciliation): the live_reader ACL user.
-    expected = ("live_reader", settings["REDIS_LIVE_READER_PASSWORD"], {"db": 0})
+    expected = ("live_reader", settings.redis_live_reader_password, {"db": 0})
     assert (redis["login"], redis["password"], redis["extra"]) == expected
 
 

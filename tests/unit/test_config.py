@@ -1,7 +1,9 @@
-"""`.env` is written once with random secrets and read back with references expanded."""
+"""`.env` is written once with random secrets and read back, references expanded, typed and validated."""
+
+import pytest
 
 from instashop.devstack.env_file import write_env_file
-from instashop.settings import load_settings
+from instashop.settings import SettingsError, load_settings
 
 
 def test_env_file_is_written_once_with_random_secrets(tmp_path):
@@ -13,15 +15,15 @@ def test_env_file_is_written_once_with_random_secrets(tmp_path):
     assert oct(env.stat().st_mode & 0o777) == "0o600"
     other = tmp_path / "other.env"
     write_env_file(other)
-    assert load_settings(env)["REDIS_PASSWORD"] != load_settings(other)["REDIS_PASSWORD"]
+    assert load_settings(env).redis_password != load_settings(other).redis_password
 
 
 def test_references_are_expanded_and_ports_typed(tmp_path, monkeypatch):
     env = tmp_path / ".env"
     write_env_file(env)
     settings = load_settings(env)
-    password = settings["DWH_WRITER_PASSWORD"]
-    assert settings["DWH_DSN"] == f"postgresql://dwh_writer:{password}@127.0.0.1:5432/dwh"
+    password = settings.dwh_writer_password
+    assert settings.dwh_dsn == f"postgresql://dwh_writer:{password}@127.0.0.1:5432/dwh"
     assert settings.port("kafka") == 9092
     assert "dbname=instashop" in settings.admin_dsn("instashop")
 
@@ -33,24 +35,51 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
     assert load_settings(env).port("kafka") == 19092
 
 
-def test_missing_key_names_the_file(tmp_path):
-    env = tmp_path / ".env"
-    write_env_file(env)
-    try:
-        load_settings(env)["NOPE"]
-    except KeyError as err:
-        assert "NOPE is not set" in str(err)
-    else:
-        raise AssertionError("expected KeyError")
+def test_an_unknown_key_is_refused_by_name(env_file):
+    with pytest.raises(KeyError, match="NOPE is not a setting"):
+        load_settings(env_file).env_value("NOPE")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("KAFKA_PORT", "90920", "less than or equal to 65535"),
+        ("POSTGRES_PORT", "five", "valid integer"),
+        ("DWH_DSN", "mysql://dwh@127.0.0.1/dwh", "postgresql://"),
+        ("OLTP_DSN", "postgresql://shop@127.0.0.1:port/shop", "Port could not be cast"),
+        ("REDIS_URL", "127.0.0.1:6379", "redis://"),
+        ("AIRFLOW_URL", "http://127.0.0.1:99999", "out of range"),
+        ("KAFKA_BOOTSTRAP", "127.0.0.1", "host:port"),
+        ("REDIS_PASSWORD", "", "at least 1 character"),
+    ],
+)
+def test_a_bad_value_fails_at_load_naming_its_key(env_file, monkeypatch, key, value, why):
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=key) as err:
+        load_settings(env_file)
+    assert why in str(err.value)
+
+
+def test_a_missing_key_fails_at_load_naming_it(env_file):
+    env_file.write_text(
+        "\n".join(line for line in env_file.read_text().splitlines() if not line.startswith("DWH_DSN="))
+    )
+    with pytest.raises(SettingsError, match="DWH_DSN: Field required"):
+        load_settings(env_file)
+
+
+def test_secrets_stay_out_of_the_repr(env_file):
+    settings = load_settings(env_file)
+    assert settings.redis_password not in repr(settings) and settings.dwh_writer_password not in repr(settings)
 
 
 def test_an_older_env_gets_only_its_missing_keys(tmp_path):
     env = tmp_path / ".env"
     write_env_file(env)
-    kept = load_settings(env)["REDIS_PASSWORD"]
+    kept = load_settings(env).redis_password
     older = [line for line in env.read_text().splitlines() if not line.startswith("DWH_MAINTAINER_")]
     env.write_text("\n".join(older) + "\n")
     assert sorted(write_env_file(env)) == ["DWH_MAINTAINER_DSN", "DWH_MAINTAINER_PASSWORD"]
     settings = load_settings(env)
-    assert settings["REDIS_PASSWORD"] == kept
-    assert settings["DWH_MAINTAINER_DSN"].startswith("postgresql://dwh_maintainer:")
+    assert settings.redis_password == kept
+    assert settings.dwh_maintainer_dsn.startswith("postgresql://dwh_maintainer:")

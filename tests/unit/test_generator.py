@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from instashop import cli
-from instashop import settings as config
 from instashop.devstack import cli as devstack_cli
 from instashop.devstack import generator
 from instashop.devstack.generator import (
@@ -39,8 +38,11 @@ from instashop.devstack.generator import (
     product_row,
     reprice,
 )
+from instashop.settings import load_settings
 
 PLANS = 600
+
+SHOP_DSN = "postgresql://shop@db.example:5432/shop"
 
 
 @pytest.fixture
@@ -326,9 +328,10 @@ def test_cli_rejects_bad_options_naming_them(args, option, monkeypatch):
     assert f"Invalid value for '{option}'" in result.output
 
 
-def test_cli_passes_good_options_to_the_generator(monkeypatch):
+def test_cli_passes_good_options_to_the_generator(monkeypatch, env_file):
     seen = {}
-    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+    monkeypatch.setenv("OLTP_DSN", SHOP_DSN)
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: load_settings(env_file))
 
     def fake_run(dsn, options, **kwargs):
         seen.update(dsn=dsn, options=options)
@@ -343,12 +346,13 @@ def test_cli_passes_good_options_to_the_generator(monkeypatch):
     options = seen["options"]
     assert (options.rate, options.sessions, options.duration, options.seed) == (0, 5, 2.5, 42)
     assert (options.customers, options.products, options.synchronous_commit) == (10, 3, True)
-    assert seen["dsn"] == "postgresql://shop"
+    assert seen["dsn"] == SHOP_DSN
     assert "generator run" in result.output
 
 
-def test_cli_async_commit_flag_turns_synchronous_commit_off(monkeypatch):
-    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+def test_cli_async_commit_flag_turns_synchronous_commit_off(monkeypatch, env_file):
+    monkeypatch.setenv("OLTP_DSN", SHOP_DSN)
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: load_settings(env_file))
     seen = []
     monkeypatch.setattr(generator, "run", lambda dsn, options, **kw: seen.append(options) or Summary("a", "sess_a"))
     result = CliRunner().invoke(cli.command_line(), ["generate", "--sessions", "1", "--async-commit"])
@@ -356,8 +360,9 @@ def test_cli_async_commit_flag_turns_synchronous_commit_off(monkeypatch):
     assert seen[0].synchronous_commit is False
 
 
-def test_cli_reports_database_errors_without_a_traceback(monkeypatch):
-    monkeypatch.setattr(devstack_cli, "load_settings", lambda: config.Settings({"OLTP_DSN": "postgresql://shop"}))
+def test_cli_reports_database_errors_without_a_traceback(monkeypatch, env_file):
+    monkeypatch.setenv("OLTP_DSN", SHOP_DSN)
+    monkeypatch.setattr(devstack_cli, "load_settings", lambda: load_settings(env_file))
 
     def failing_run(dsn, options, **kwargs):
         raise generator.GeneratorError("cannot connect to the OLTP database: refused")

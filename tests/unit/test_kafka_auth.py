@@ -20,7 +20,7 @@ def test_every_principal_has_a_generated_password(tmp_path):
     settings = _settings(tmp_path)
     for principal, key in kafka_auth.PASSWORD_KEYS.items():
         assert key in env_file._SECRET_KEYS, principal
-        assert len(settings[key]) >= 24
+        assert len(settings.env_value(key)) >= 24
 
 
 def test_client_configs_log_in_with_scram(tmp_path):
@@ -28,13 +28,13 @@ def test_client_configs_log_in_with_scram(tmp_path):
     client = kafka_auth.client_config(settings, kafka_auth.CONSUMER)
     assert client["security.protocol"] == "SASL_PLAINTEXT"
     assert client["sasl.mechanisms"] == "SCRAM-SHA-512"
-    assert (client["sasl.username"], client["sasl.password"]) == ("consumer", settings["KAFKA_CONSUMER_PASSWORD"])
+    assert (client["sasl.username"], client["sasl.password"]) == ("consumer", settings.kafka_consumer_password)
     spark = kafka_auth.spark_options(settings, kafka_auth.SPARK)
-    assert spark["kafka.bootstrap.servers"] == settings["KAFKA_BOOTSTRAP"]
+    assert spark["kafka.bootstrap.servers"] == settings.kafka_bootstrap
     assert spark["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
     assert spark["kafka.sasl.jaas.config"] == (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="spark" password="{settings["KAFKA_SPARK_PASSWORD"]}";'
+        f'username="spark" password="{settings.kafka_spark_password}";'
     )
 
 

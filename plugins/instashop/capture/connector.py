@@ -49,7 +49,7 @@ class ConnectorState:
 class ConnectClient:
     def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
         self.settings = settings
-        self.base = settings["CONNECT_URL"].rstrip("/")
+        self.base = settings.connect_url.rstrip("/")
         self.auth = settings.connect_auth  # the REST API refuses requests without it (401)
         self.timeout = timeout
 
@@ -124,7 +124,7 @@ def check_publication(settings: Settings, config: dict[str, Any]) -> None:
 
     publication = config["publication.name"]
     try:
-        with psycopg2.connect(settings["OLTP_DSN"], connect_timeout=5) as conn, conn.cursor() as cur:
+        with psycopg2.connect(settings.oltp_dsn, connect_timeout=5) as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
             )

@@ -45,7 +45,7 @@ def passwords_file(settings: Settings) -> Path:
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """Environment of every Airflow process: os.environ, AIRFLOW_HOME, the AIRFLOW__* settings and the
     DAGs' connections as AIRFLOW_CONN_* (built from .env; see instashop.airflow_connections)."""
-    url = settings["AIRFLOW_URL"].rstrip("/")
+    url = settings.airflow_url.rstrip("/")
     repo = settings.repo_root
     options = {
         "core": {
@@ -60,22 +60,22 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
             # Our DAGs are the stack's own operations (supervision, partitions): run them on deploy.
             "dags_are_paused_at_creation": "False",
             "auth_manager": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "simple_auth_manager_users": f"{settings['AIRFLOW_ADMIN_USER']}:admin",
+            "simple_auth_manager_users": f"{settings.airflow_admin_user}:admin",
             "simple_auth_manager_passwords_file": str(passwords_file(settings)),
             # Task and trigger workloads talk to the api-server; its default is localhost:8080.
             "execution_api_server_url": f"{url}/execution/",
         },
         "database": {
-            "sql_alchemy_conn": "postgresql+psycopg2://" + settings["AIRFLOW_DB_DSN"].split("://", 1)[1],
+            "sql_alchemy_conn": "postgresql+psycopg2://" + settings.airflow_db_dsn.split("://", 1)[1],
         },
         "api": {
             "host": "127.0.0.1",  # the default is 0.0.0.0
             "port": str(settings.port("airflow")),
             "base_url": url,
-            "secret_key": settings["AIRFLOW_API_SECRET_KEY"],
+            "secret_key": settings.airflow_api_secret_key,
         },
         # Signs UI/REST tokens and the workloads' execution-API tokens: shared by all components.
-        "api_auth": {"jwt_secret": settings["AIRFLOW_JWT_SECRET"]},
+        "api_auth": {"jwt_secret": settings.airflow_jwt_secret},
         # New DAG files show up within 30 s instead of the default 5 min.
         "dag_processor": {"refresh_interval": "30"},
     }
@@ -90,7 +90,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
 def _health(settings: Settings) -> dict[str, Any] | None:
     """The api-server's health report, or None if it does not answer."""
     try:
-        response = requests.get(f"{settings['AIRFLOW_URL'].rstrip('/')}/api/v2/monitor/health", timeout=5)
+        response = requests.get(f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health", timeout=5)
         response.raise_for_status()
         report = response.json()
     except (requests.RequestException, ValueError):
@@ -168,14 +168,14 @@ class AirflowApiServer(_AirflowComponent):
         return isinstance(metadatabase, dict) and metadatabase.get("status") == HEALTHY
 
     def urls(self) -> list[str]:
-        user = self.settings["AIRFLOW_ADMIN_USER"]
-        return [f"{self.settings['AIRFLOW_URL']}  (login {user} / AIRFLOW_ADMIN_PASSWORD in .env)"]
+        user = self.settings.airflow_admin_user
+        return [f"{self.settings.airflow_url}  (login {user} / AIRFLOW_ADMIN_PASSWORD in .env)"]
 
     def _write_passwords_file(self) -> None:
         """SimpleAuthManager's users file, rewritten atomically so a changed .env password applies."""
         target = passwords_file(self.settings)
         staging = target.with_suffix(".tmp")
-        payload = json.dumps({self.settings["AIRFLOW_ADMIN_USER"]: self.settings["AIRFLOW_ADMIN_PASSWORD"]})
+        payload = json.dumps({self.settings.airflow_admin_user: self.settings.airflow_admin_password})
         staging.unlink(missing_ok=True)
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

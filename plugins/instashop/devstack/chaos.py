@@ -266,17 +266,17 @@ class Probes:
     redis_client: Any
 
     def dwh_answers(self) -> bool:
-        return _query_one(self.settings["DWH_DSN"], "SELECT 1") == (1,)
+        return _query_one(self.settings.dwh_dsn, "SELECT 1") == (1,)
 
     def dwh_path_after(self, since: float) -> bool:
         """A shop session that ended (and so committed) after `since` is in the DWH."""
-        row = _query_one(self.settings["DWH_READONLY_DSN"], 'SELECT max("timestamp") FROM customer_sessions')
+        row = _query_one(self.settings.dwh_readonly_dsn, 'SELECT max("timestamp") FROM customer_sessions')
         return bool(row and row[0] and row[0] > _naive_utc(since))
 
     def consumer_healthy(self) -> bool:
         pid = jobs.consumer_job(self.settings).pid()
         row = _query_one(
-            self.settings["DWH_READONLY_DSN"],
+            self.settings.dwh_readonly_dsn,
             "SELECT extract(epoch FROM now() - heartbeat_at)::float8, details->>'pid' FROM pipeline_heartbeats "
             "WHERE component = %s",
             (HEARTBEAT_COMPONENT,),
@@ -372,7 +372,7 @@ class Recovery(threading.Thread):
 class Soak:
     def __init__(self, settings: Settings, config: ChaosConfig) -> None:
         self.settings, self.config = settings, config
-        self.redis = redis.Redis.from_url(settings["REDIS_URL"], socket_timeout=5)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
         self.probes = Probes(settings, self.redis)
         self.airflow = AirflowClient(settings)
         self.started = 0.0
@@ -469,7 +469,7 @@ class Soak:
 
     def _start_times(self, job: str, within: float) -> list[float]:
         """When the supervisor started the job within the last `within` seconds, newest first (epoch)."""
-        with closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as conn, conn.cursor() as cur:
+        with closing(psycopg2.connect(self.settings.dwh_readonly_dsn)) as conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT extract(epoch FROM checked_at)::float8 FROM pipeline_health_checks "
                 "WHERE component = %s AND action = ANY(%s) AND checked_at > now() - make_interval(secs => %s) "
@@ -492,7 +492,7 @@ class Soak:
     def _generate(self) -> None:
         config = load_config(self.config)
         try:
-            summary = generator.run(self.settings["OLTP_DSN"], config, show_progress=False, stop=self._stop_load)
+            summary = generator.run(self.settings.oltp_dsn, config, show_progress=False, stop=self._stop_load)
         except generator.GeneratorError as err:
             log.error("the generator died: %s", err)
             self._load["error"] = str(err)
@@ -639,7 +639,7 @@ class Soak:
         """What the supervisor did since `since`: (component, status, action, triggered or scheduled run)."""
         rows = []
         try:
-            dsn = self.settings["DWH_READONLY_DSN"]
+            dsn = self.settings.dwh_readonly_dsn
             with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn, conn.cursor() as cur:
                 cur.execute(
                     "SELECT component, status, action, run_id FROM pipeline_health_checks "
@@ -672,7 +672,7 @@ class Soak:
 
     def dlq_positions(self) -> dict[str, Any]:
         """Where the DLQ table and topic end before the soak: older dead letters are not the soak's."""
-        row = _query_one(self.settings["DWH_READONLY_DSN"], "SELECT coalesce(max(id), 0) FROM dead_letters")
+        row = _query_one(self.settings.dwh_readonly_dsn, "SELECT coalesce(max(id), 0) FROM dead_letters")
         consumer = self._dlq_reader()
         try:
             ends = {p: _high(consumer, p) for p in _partitions(consumer, topics.DEAD_LETTERS)}
@@ -720,8 +720,8 @@ class Soak:
 
     def _compare_dwh(self, window: reconciliation.Window) -> tuple[int, list[reconciliation.Mismatch]]:
         with (
-            closing(psycopg2.connect(self.settings["OLTP_DSN"])) as oltp,
-            closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as dwh,
+            closing(psycopg2.connect(self.settings.oltp_dsn)) as oltp,
+            closing(psycopg2.connect(self.settings.dwh_readonly_dsn)) as dwh,
         ):
             expected = reconciliation.totals(oltp, reconciliation.OLTP_QUERY, window, aware=True)
             actual = reconciliation.totals(dwh, reconciliation.DWH_QUERY, window, aware=False)
@@ -770,7 +770,7 @@ class Soak:
         log.info("Redis vs DWH: %d minutes compared, %d figures differ", minutes, len(mismatches))
 
     def _compare_live(self, window: reconciliation.Window) -> list[reconciliation.LiveMismatch]:
-        with closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as dwh:
+        with closing(psycopg2.connect(self.settings.dwh_readonly_dsn)) as dwh:
             in_dwh = reconciliation.live_totals_from_dwh(dwh, window)
         in_redis = {
             w["start"]: {f: w[f] for f in reconciliation.LIVE_FIELDS}
@@ -801,7 +801,7 @@ class Soak:
         )
 
     def _dead_letters_after(self, last_id: int) -> list[tuple]:
-        with closing(psycopg2.connect(self.settings["DWH_READONLY_DSN"])) as conn, conn.cursor() as cur:
+        with closing(psycopg2.connect(self.settings.dwh_readonly_dsn)) as conn, conn.cursor() as cur:
             cur.execute("SELECT topic, kafka_partition, kafka_offset FROM dead_letters WHERE id > %s", (last_id,))
             return cur.fetchall()
 

@@ -166,7 +166,7 @@ def generate(
         synchronous_commit=not async_commit,
     )
     try:
-        summary = generator.run(load_settings()["OLTP_DSN"], options, console=console)
+        summary = generator.run(load_settings().oltp_dsn, options, console=console)
     except (generator.GeneratorError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     console.print(generator.summary_table(summary))

@@ -110,7 +110,7 @@ class KafkaBroker(Service):
         password is in this 0600 file: KRaft cannot use SCRAM between controller and broker (the
         credentials live in the metadata the controller serves), and PLAIN on the client listener
         lets `bootstrap` log in before any SCRAM user exists."""
-        password = self.settings[kafka_auth.PASSWORD_KEYS[kafka_auth.BROKER]]
+        password = self.settings.env_value(kafka_auth.PASSWORD_KEYS[kafka_auth.BROKER])
         user = kafka_auth.BROKER
         plain = f'{PLAIN_LOGIN} required username="{user}" password="{password}" user_{user}="{password}";'
         return {
@@ -146,7 +146,7 @@ class KafkaBroker(Service):
         admin = AdminClient(kafka_auth.broker_client_config(self.settings))
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, kafka_auth.SCRAM_ITERATIONS)
         users = [
-            UserScramCredentialUpsertion(user, info, self.settings[kafka_auth.PASSWORD_KEYS[user]].encode())
+            UserScramCredentialUpsertion(user, info, self.settings.env_value(kafka_auth.PASSWORD_KEYS[user]).encode())
             for user in kafka_auth.SCRAM_USERS
         ]
         for future in admin.alter_user_scram_credentials(users, request_timeout=30).values():
@@ -156,7 +156,7 @@ class KafkaBroker(Service):
         log.info("kafka: %d SCRAM users and %d ACLs in place", len(users), len(kafka_auth.acls()))
 
     def urls(self) -> list[str]:
-        return [f"{self.settings['KAFKA_BOOTSTRAP']}  (Kafka bootstrap, KAFKA_BOOTSTRAP in .env)"]
+        return [f"{self.settings.kafka_bootstrap}  (Kafka bootstrap, KAFKA_BOOTSTRAP in .env)"]
 
     def _format_storage(self) -> None:
         """Give the log directory its cluster id and initial metadata (KRaft refuses unformatted ones)."""
@@ -207,7 +207,7 @@ class KafkaConnect(Service):
         _write_properties(
             self.conf_file,
             {
-                "bootstrap.servers": self.settings["KAFKA_BOOTSTRAP"],
+                "bootstrap.servers": self.settings.kafka_bootstrap,
                 **self._kafka_login(),
                 "group.id": kafka_auth.CONNECT_GROUP,
                 "config.storage.topic": "connect-configs",
@@ -263,12 +263,12 @@ class KafkaConnect(Service):
         """Only what the connector configs reference, and the JVM's basics: nothing else of the caller's
         environment (its other passwords, when started by a shell that sourced .env) reaches the worker."""
         passed = {key: os.environ[key] for key in PASSED_THROUGH if key in os.environ}
-        return {**passed, **{key: self.settings[key] for key in CONNECTOR_VARIABLES}}
+        return {**passed, **{key: self.settings.env_value(key) for key in CONNECTOR_VARIABLES}}
 
     def is_healthy(self) -> bool:
         try:
             response = requests.get(
-                f"{self.settings['CONNECT_URL']}/connector-plugins", auth=self.settings.connect_auth, timeout=2
+                f"{self.settings.connect_url}/connector-plugins", auth=self.settings.connect_auth, timeout=2
             )
             return response.ok and any(p.get("class") == DEBEZIUM_POSTGRES for p in response.json())
         except (requests.RequestException, ValueError):
@@ -276,7 +276,7 @@ class KafkaConnect(Service):
 
     def urls(self) -> list[str]:
         return [
-            f"{self.settings['CONNECT_URL']}  (Kafka Connect REST API, Debezium Postgres plugin;"
+            f"{self.settings.connect_url}  (Kafka Connect REST API, Debezium Postgres plugin;"
             " login CONNECT_REST_USER / CONNECT_REST_PASSWORD)"
         ]
 

@@ -127,7 +127,7 @@ class Postgres(Service):
 
     def is_healthy(self) -> bool:
         try:
-            conn = psycopg2.connect(self.settings["POSTGRES_ADMIN_DSN"], connect_timeout=2)
+            conn = psycopg2.connect(self.settings.postgres_admin_dsn, connect_timeout=2)
         except psycopg2.Error:
             return False
         try:
@@ -140,12 +140,12 @@ class Postgres(Service):
             conn.close()
 
     def bootstrap(self) -> None:
-        conn = psycopg2.connect(self.settings["POSTGRES_ADMIN_DSN"])
+        conn = psycopg2.connect(self.settings.postgres_admin_dsn)
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
         try:
             with conn.cursor() as cur:
                 for role, password_key, attributes in ROLES:
-                    _ensure_role(cur, role, self.settings[password_key], attributes)
+                    _ensure_role(cur, role, self.settings.env_value(password_key), attributes)
                 cur.execute("ALTER ROLE dwh_readonly SET default_transaction_read_only = on")
                 for database, owner in DATABASES.items():
                     _ensure_database(cur, database, owner)
@@ -184,7 +184,7 @@ class Postgres(Service):
 
     def _initdb(self) -> None:
         pwfile = self.data_dir.resolve() / ".pwfile"
-        write_private(pwfile, self.settings["POSTGRES_SUPERUSER_PASSWORD"] + "\n")
+        write_private(pwfile, self.settings.postgres_superuser_password + "\n")
         shutil.chown(pwfile, OS_USER, OS_USER)
         try:
             subprocess.run(

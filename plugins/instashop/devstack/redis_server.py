@@ -65,18 +65,21 @@ class RedisServer(Service):
                 "REDIS_SUPERSET_PASSWORD",
             ),
         }
-        return {name: ["reset", "on", f">{self.settings[key]}", *rules.split()] for name, (rules, key) in users.items()}
+        return {
+            name: ["reset", "on", f">{self.settings.env_value(key)}", *rules.split()]
+            for name, (rules, key) in users.items()
+        }
 
     def bootstrap(self) -> None:
         """A Redis started by an older version (or before a password change) gets the users now."""
-        client = redis.Redis.from_url(self.settings["REDIS_URL"], socket_timeout=5)
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         for name, rules in self._acl_users().items():
             if name != "default":  # REDIS_URL is how we got in
                 client.execute_command("ACL", "SETUSER", name, *rules)
 
     def is_healthy(self) -> bool:
         try:
-            return bool(redis.Redis.from_url(self.settings["REDIS_URL"], socket_timeout=2).ping())
+            return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=2).ping())
         except redis.RedisError:
             return False
 

@@ -111,7 +111,7 @@ class Superset(Service):
         return taken() and not wait_until(lambda: not taken(), 15)
 
     def urls(self) -> list[str]:
-        user, base = self.settings["SUPERSET_ADMIN_USER"], self.settings["SUPERSET_URL"]
+        user, base = self.settings.superset_admin_user, self.settings.superset_url
         return [
             f"{base}  (login {user} / SUPERSET_ADMIN_PASSWORD in .env)",
             # One URL a line: the slug names the dashboard, and a terminal of 80 columns fits it.
@@ -141,10 +141,10 @@ class Superset(Service):
             return
         log.info("superset: importing the dashboards bundle %s", self.bundle_dir)
         self.bundle_marker.unlink(missing_ok=True)
-        uris = {name: self.settings[key] for name, key in DATABASE_URI_KEYS.items()}
+        uris = {name: self.settings.env_value(key) for name, key in DATABASE_URI_KEYS.items()}
         self._run(
             self._bin("python"), str(self.bundle_dir.parent / "import_dashboards.py"), str(self.bundle_dir),
-            self.settings["SUPERSET_ADMIN_USER"],
+            self.settings.superset_admin_user,
             secrets={"INSTASHOP_DATABASE_URIS": json.dumps(uris)},
         )  # fmt: skip
         self.bundle_marker.write_text(f"{digest}\n")
@@ -158,7 +158,7 @@ class Superset(Service):
             digest.update(f"\0{path.relative_to(superset_dir)}\0".encode())
             digest.update(path.read_bytes())
         for key in DATABASE_URI_KEYS.values():
-            digest.update(f"\0{self.settings[key]}".encode())
+            digest.update(f"\0{self.settings.env_value(key)}".encode())
         digest.update(self._init_digest().encode())  # a re-initialised metadata DB imports again
         return digest.hexdigest()
 
@@ -186,7 +186,7 @@ class Superset(Service):
         for path in (self.settings.repo_root / "superset" / "requirements.txt", self.config_file):
             digest.update(path.read_bytes())
         for key in ("SUPERSET_DB_DSN", "SUPERSET_ADMIN_USER", "SUPERSET_ADMIN_PASSWORD"):
-            digest.update(f"\0{self.settings[key]}".encode())
+            digest.update(f"\0{self.settings.env_value(key)}".encode())
         return digest.hexdigest()
 
     @staticmethod
@@ -198,14 +198,12 @@ class Superset(Service):
 
     def _admin_exists(self) -> bool:
         """Catches a metadata DB dropped or emptied behind the marker's back."""
-        rows = self._metadata_query(
-            "SELECT 1 FROM ab_user WHERE username = %s", (self.settings["SUPERSET_ADMIN_USER"],)
-        )
+        rows = self._metadata_query("SELECT 1 FROM ab_user WHERE username = %s", (self.settings.superset_admin_user,))
         return bool(rows)
 
     def _metadata_query(self, sql: str, args: tuple) -> list[tuple] | None:
         """Rows of a query on the metadata DB; None if it cannot be read (not there, not migrated)."""
-        dsn = self.settings["SUPERSET_DB_DSN"]
+        dsn = self.settings.superset_db_dsn
         try:
             # closing(): a psycopg2 connection's own `with` ends the transaction, not the connection.
             with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn, conn.cursor() as cur:
@@ -216,8 +214,8 @@ class Superset(Service):
 
     def _ensure_admin(self) -> None:
         """Create the admin user, or reset its password to the one in .env if it exists."""
-        user = self.settings["SUPERSET_ADMIN_USER"]
-        password = self.settings["SUPERSET_ADMIN_PASSWORD"]
+        user = self.settings.superset_admin_user
+        password = self.settings.superset_admin_password
         # The password goes through click's FLASK_<COMMAND>_<OPTION> variable, not argv (visible in ps).
         out = self._superset(
             "fab", "create-admin", "--username", user, "--firstname", "InstaShop", "--lastname", "Admin",

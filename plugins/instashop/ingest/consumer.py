@@ -123,7 +123,7 @@ class DwhConsumer:
     def run(self) -> None:
         consumer = Consumer(self._consumer_config())
         producer = Producer(self._producer_config())
-        dwh = _DwhConnection(self.options.dwh_dsn or self.settings["DWH_DSN"])
+        dwh = _DwhConnection(self.options.dwh_dsn or self.settings.dwh_dsn)
         dwh.writer()  # fail fast at start if the DWH is unreachable
         consumer.subscribe([self.options.topic_pattern])
         log.info(

@@ -19,8 +19,8 @@ class AirflowApiError(RuntimeError):
 
 class AirflowClient:
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
-        self.base = settings["AIRFLOW_URL"].rstrip("/")
-        self.credentials = {"username": settings["AIRFLOW_ADMIN_USER"], "password": settings["AIRFLOW_ADMIN_PASSWORD"]}
+        self.base = settings.airflow_url.rstrip("/")
+        self.credentials = {"username": settings.airflow_admin_user, "password": settings.airflow_admin_password}
         self.timeout = timeout
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:

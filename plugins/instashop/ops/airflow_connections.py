@@ -42,15 +42,15 @@ _READ_ONLY_SESSION = "-c default_transaction_read_only=on"
 def airflow_connections(settings: Settings) -> dict[str, str]:
     """`AIRFLOW_CONN_<ID>` -> the connection as Airflow's JSON form."""
     definitions = {
-        DWH_MAINTAINER: _postgres(settings["DWH_MAINTAINER_DSN"], "airflow-maintenance"),
-        DWH_WRITER: _postgres(settings["DWH_DSN"], "airflow-backfill"),
-        DWH_READONLY: _postgres(settings["DWH_READONLY_DSN"], "airflow-reconciliation"),
-        OLTP_READ: _postgres(settings["OLTP_DSN"], "airflow-reconciliation", options=_READ_ONLY_SESSION),
+        DWH_MAINTAINER: _postgres(settings.dwh_maintainer_dsn, "airflow-maintenance"),
+        DWH_WRITER: _postgres(settings.dwh_dsn, "airflow-backfill"),
+        DWH_READONLY: _postgres(settings.dwh_readonly_dsn, "airflow-reconciliation"),
+        OLTP_READ: _postgres(settings.oltp_dsn, "airflow-reconciliation", options=_READ_ONLY_SESSION),
         KAFKA: {
             "conn_type": "kafka",
             "extra": {**kafka_auth.client_config(settings, kafka_auth.AIRFLOW), "group.id": KAFKA_GROUP_ID},
         },
-        REDIS: _redis(settings["REDIS_LIVE_READER_URL"]),
+        REDIS: _redis(settings.redis_live_reader_url),
     }
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in definitions.items()}
 

@@ -247,7 +247,7 @@ def spark_session(options: Options, settings: Settings, partitions: int):
             # secret is set afterwards, through py4j, on the SparkContext's configuration.
             gateway = launch_gateway(conf)
         if not conf.get("spark.master", "").startswith("local"):
-            conf.set("spark.authenticate.secret", settings["SPARK_AUTH_SECRET"])
+            conf.set("spark.authenticate.secret", settings.spark_auth_secret)
         sc = SparkContext(conf=conf, gateway=gateway)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -389,7 +389,7 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
             .trigger(realTime=options.interval)
         )
     else:
-        sink = BatchSink(settings["REDIS_LIVE_WRITER_URL"], options.key_prefix, on_rows=heartbeat.rows_written)
+        sink = BatchSink(settings.redis_live_writer_url, options.key_prefix, on_rows=heartbeat.rows_written)
         writer = aggregates.writeStream.foreachBatch(sink).trigger(processingTime=options.interval)
     writer = writer.queryName("live_metrics").outputMode("update").option("checkpointLocation", str(options.checkpoint))
     return writer.start()
@@ -521,7 +521,7 @@ def run(argv: list[str]) -> int:
     stop = threading.Event()
     _on_signals(stop)
     try:
-        client = check_redis(settings["REDIS_LIVE_WRITER_URL"])
+        client = check_redis(settings.redis_live_writer_url)
         partitions = check_kafka(kafka_auth.client_config(settings, kafka_auth.SPARK), options)
         if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM (see _jvm_environment)
             kafka_jars(settings)
@@ -573,7 +573,7 @@ def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
     topic = topics.live_aggregates(options.key_prefix)  # created by check_kafka
     kafka = kafka_auth.client_config(settings, kafka_auth.SPARK)
-    relay = Relay(kafka, topic, settings["REDIS_LIVE_WRITER_URL"], options.key_prefix, heartbeat.rows_written)
+    relay = Relay(kafka, topic, settings.redis_live_writer_url, options.key_prefix, heartbeat.rows_written)
     relay.start(on_failure=stop)
     return relay
 
