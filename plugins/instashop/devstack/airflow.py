@@ -134,7 +134,7 @@ class _AirflowComponent(Service):
         A killed component's last heartbeat stays "healthy" for ~30 s; requiring a newer one makes
         `up` wait for the replacement instead of trusting the corpse.
         """
-        component = (_health(self.settings) or {}).get(self.health_key) or {}
+        component = (_health(self.settings) or {}).get(self.health_key or "") or {}
         if not isinstance(component, dict) or component.get("status") != HEALTHY:
             return False
         try:

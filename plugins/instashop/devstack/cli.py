@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.table import Table
@@ -15,9 +16,11 @@ from instashop.devstack import env_file, manager
 from instashop.settings import load_settings
 
 COMMANDS: list[click.Command] = []
+CommandT = TypeVar("CommandT", bound=click.Command)
 
 
-def command(fn: click.Command) -> click.Command:
+def command(fn: CommandT) -> CommandT:
+    """Lists a command among those the `instashop.commands` entry point hands to the CLI."""
     COMMANDS.append(fn)
     return fn
 

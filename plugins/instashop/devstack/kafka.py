@@ -21,7 +21,13 @@ from pathlib import Path
 
 import requests
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from instashop import kafka_auth
 from instashop.devstack.service import Service
@@ -145,7 +151,7 @@ class KafkaBroker(Service):
         users yet) comes up the same, and a password or ACL changed in the code takes effect."""
         admin = AdminClient(kafka_auth.broker_client_config(self.settings))
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, kafka_auth.SCRAM_ITERATIONS)
-        users = [
+        users: list[UserScramCredentialAlteration] = [
             UserScramCredentialUpsertion(user, info, self.settings.env_value(kafka_auth.PASSWORD_KEYS[user]).encode())
             for user in kafka_auth.SCRAM_USERS
         ]

@@ -55,7 +55,7 @@ def up(settings: Settings, names: Iterable[str] = ()) -> None:
         if service.port_taken():
             raise StackError(
                 f"{service.name}: port {service.port} on 127.0.0.1 is taken by another process. "
-                f"Stop it, or set {service.port_key.upper()}_PORT in .env to a free port."
+                f"Stop it, or set {(service.port_key or '').upper()}_PORT in .env to a free port."
             )
         started = time.monotonic()
         pid = service.start()

@@ -175,7 +175,7 @@ class Superset(Service):
         """Catches dashboards deleted in the UI (or a metadata DB emptied) behind the marker's back."""
         uuids = self._bundle_uuids()
         rows = self._metadata_query("SELECT count(*) FROM dashboards WHERE uuid::text = ANY(%s)", (uuids,))
-        return bool(rows) and rows[0][0] == len(uuids)
+        return rows is not None and bool(rows) and rows[0][0] == len(uuids)
 
     def _bin(self, name: str) -> str:
         return str(self.settings.superset_venv / "bin" / name)

@@ -413,7 +413,7 @@ def read_top_products(client, prefix: str = PREFIX) -> dict[str, Any] | None:
 
 def read_heartbeat(client, prefix: str = PREFIX) -> dict[str, Any] | None:
     """The app's heartbeat with `age_seconds` since its last update; None if there is none."""
-    fields = _decoded(client.hgetall(heartbeat_key(prefix)))
+    fields: dict[str, Any] = _decoded(client.hgetall(heartbeat_key(prefix)))
     if not fields:
         return None
     updated = fields.get("updated_at")

@@ -35,7 +35,8 @@ class DetachedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _cmdline(pid) is not None and self.marker in _cmdline(pid):
+        cmdline = _cmdline(pid)
+        if cmdline is not None and self.marker in cmdline:
             return pid
         log.info("%s: removing stale pid file %s (pid %s is gone)", self.name, self.pid_file, pid)
         self.pid_file.unlink(missing_ok=True)

@@ -151,8 +151,9 @@ def check_job(spec: Supervised) -> Check:
         return Check(job.name, DEGRADED, NONE, details | {"reason": "heartbeat unreadable"})
     status, reason = assess_job(pid, uptime, heartbeat, (lag or {}).get("total"), policy)
     details["reason"] = reason
-    if status in (DOWN, STUCK) and spec.recent_starts:
-        starts = _observe(details, "recent_starts", lambda: spec.recent_starts(policy.starts_window))
+    counter = spec.recent_starts
+    if status in (DOWN, STUCK) and counter is not None:
+        starts = _observe(details, "recent_starts", lambda: counter(policy.starts_window))
         if starts is not None and starts >= policy.max_starts:
             details["recent_starts"] = starts
             details["log_tail"] = tail(job.process.log_file, 20)

@@ -125,7 +125,8 @@ class Relay:
         return messages
 
     def _relay(self, messages: list[Message]) -> None:
-        rows = newest_per_group([parse(m.value()) for m in messages])
+        # Only messages with a value reach here (the Spark Kafka sink writes no tombstones).
+        rows = newest_per_group([parse(m.value() or b"") for m in messages])
         write(self.client, (to_aggregate(r) for r in rows), self.prefix)
         if any(r["grp"] == "product" for r in rows) and time.monotonic() >= self._next_top_products:
             live_metrics.refresh_top_products(self.client, prefix=self.prefix)
