@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.summary
 
 Reads var/bench/*.json (written by the other benchmarks; a benchmark not run shows as such),
-prints the table and saves var/bench/summary.json. The README's "Performance" section is this table.
+prints the table and saves var/bench/summary.json. docs/performance.md's "Latest results" is this table.
 """
 
 from __future__ import annotations

@@ -476,7 +476,7 @@ WINDOW_COUNTS = ("transactions", "page_views", "searches", "cart_adds", "cart_re
 
 
 class LiveSource:
-    """The `live:` keys under the Live database's prefix, read key by key (README, "Live metrics")."""
+    """The `live:` keys under the Live database's prefix, read key by key (README, "Live metrics in Redis")."""
 
     def __init__(self, api: SupersetApi, settings: Settings) -> None:
         listed = api.get("/api/v1/database/", q="(columns:!(id,database_name))")["result"]
@@ -491,7 +491,7 @@ class LiveSource:
 
     def windows(self, width: str, span: int) -> list[dict[str, Any]]:
         """The windows of an adapter table: those of the last `span` seconds, the current one included;
-        each with its counts, revenue, categories and the two rates (README: conversion = transactions
+        each with its counts, revenue, categories and the two rates (docs/architecture.md: conversion = transactions
         / sessions ended, abandonment = 1 - transactions / carts clamped to [0, 1], both to 4 places)."""
         step = WIDTH_SECONDS[width]
         since = int(time.time()) // step * step - span + step

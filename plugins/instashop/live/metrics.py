@@ -1,6 +1,6 @@
 """The Redis `live:` key schema of the real-time metrics: key names, value encodings, TTLs.
 
-The one place that knows how live metrics sit in Redis. The Spark app (spark_apps/) writes through
+The one place that knows how live metrics sit in Redis. The Spark app (live/spark/) writes through
 `commands`/`apply`; readers (tests, the Airflow reconciliation DAG, Superset's shillelagh adapter)
 use `read_window`, `read_windows`, `top_products`, `read_heartbeat`. Standard library only at
 module level: it is imported inside Superset's own venv, whose only Redis client is redis-py 5.x.
