@@ -69,7 +69,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
-from instashop.devstack import generator, manager
+from instashop.devstack import manager
+from instashop.devstack.generator.catalog import customer_row, product_row
 from instashop.settings import Settings, load_settings
 from instashop.warehouse import migrations, partitions, rollups
 from instashop.warehouse.backfill import DayRange
@@ -330,8 +331,8 @@ def fresh_database(settings: Settings) -> None:
 def fill_dimensions(conn) -> None:
     """The generator's own customers and products (names, categories, prices with cents)."""
     rng = random.Random(7)
-    customers = [(n, *astuple(generator.customer_row(rng, n))) for n in range(1, CUSTOMERS + 1)]
-    products = [(n, *astuple(generator.product_row(rng))) for n in range(1, PRODUCTS + 1)]
+    customers = [(n, *astuple(customer_row(rng, n))) for n in range(1, CUSTOMERS + 1)]
+    products = [(n, *astuple(product_row(rng))) for n in range(1, PRODUCTS + 1)]
     with conn, conn.cursor() as cur:
         psycopg2.extras.execute_values(
             cur,

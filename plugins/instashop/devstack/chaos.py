@@ -42,6 +42,7 @@ from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.capture.connector import CDC_TOPIC_PATTERN, ConnectClient, ConnectError
 from instashop.devstack import generator, manager
+from instashop.devstack.generator.lifecycle import LifecycleRates
 from instashop.devstack.kafka import KafkaBroker, KafkaConnect
 from instashop.devstack.service import Service
 from instashop.ingest.consumer import HEARTBEAT_COMPONENT, ConsumerOptions
@@ -117,7 +118,7 @@ def load_config(config: ChaosConfig) -> generator.GeneratorConfig:
     """The soak's shop traffic: the usual lifecycle (payments settle, fail, are refunded; prices change)
     but no deletes. Redis counts what was placed and the DWH holds what still exists, so with nothing
     deleted every live figure must equal the DWH's: a row counted twice after a kill is a difference."""
-    lifecycle = replace(generator.LifecycleRates(), delete_failed=0.0, delete_bounce=0.0)
+    lifecycle = replace(LifecycleRates(), delete_failed=0.0, delete_bounce=0.0)
     return generator.GeneratorConfig(rate=config.rate, seed=config.seed, lifecycle=lifecycle)
 
 
