@@ -56,7 +56,7 @@ from rich.table import Table
 from benchmarks.report import BENCH_DIR, bar_chart, save_results
 from benchmarks.warehouse_queries_data import BENCH_DB, Layout, build, console, stored_layout
 from benchmarks.warehouse_queries_timing import Cache, partition_count, run_all, time_scheduled_refresh
-from instashop.settings import load_settings
+from instashop.settings import Settings, load_settings
 
 TARGET_MS = 500
 
@@ -141,7 +141,7 @@ def _quiet_logs() -> Iterator[None]:
         logging.root.setLevel(previous)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000, help="events to load (default 10000000)")
     parser.add_argument("--days", type=int, default=90, help="days they span, ending yesterday (default 90)")
@@ -155,17 +155,26 @@ def main() -> None:
     args = parser.parse_args()
     if args.rows < 100_000 or not 7 <= args.days <= 366 or args.runs < 1:
         parser.error("--rows must be at least 100000, --days 7..366, --runs at least 1")
+    return args
+
+
+def _database(settings: Settings, args: argparse.Namespace) -> tuple[Layout, dict[str, float] | None]:
+    """The scratch database as asked for: reused when it holds --rows over --days, else filled again
+    (then also the build's timings)."""
+    layout = stored_layout(settings)
+    if not args.rebuild and layout is not None and (layout.rows, layout.days) == (args.rows, args.days):
+        console.print(f"reusing {BENCH_DB}: {layout.rows:,} events over {layout.first_day}..{layout.last_day}")
+        return layout, None
+    layout = Layout(args.rows, args.days, datetime.now(UTC).date() - timedelta(days=1))
+    console.print(f"filling {BENCH_DB}: {layout.rows:,} events over {layout.first_day}..{layout.last_day}")
+    return layout, build(settings, layout)
+
+
+def main() -> None:
+    args = _parse_args()
     settings = load_settings()
     with _quiet_logs():
-        layout = stored_layout(settings)
-        wanted = (args.rows, args.days)
-        build_timings = None
-        if args.rebuild or layout is None or (layout.rows, layout.days) != wanted:
-            layout = Layout(args.rows, args.days, datetime.now(UTC).date() - timedelta(days=1))
-            console.print(f"filling {BENCH_DB}: {layout.rows:,} events over {layout.first_day}..{layout.last_day}")
-            build_timings = build(settings, layout)
-        else:
-            console.print(f"reusing {BENCH_DB}: {layout.rows:,} events over {layout.first_day}..{layout.last_day}")
+        layout, build_timings = _database(settings, args)
         cache = Cache(settings, restart=args.cold)
         load_before = os.getloadavg()[0]
         results = run_all(settings, layout, cache, args.runs)
