@@ -155,7 +155,21 @@ class FaultInjector:
         except (manager.StackError, OSError) as err:  # then nothing brings it back: it will not recover
             log.error("%s: the restart failed: %s", fault.name, err)
             result.restarted_by, result.notes = "restart failed", [str(err).splitlines()[0]]
-        deadline = at + self.config.recovery_timeout
+        self._await_recovery(fault, watch, deadline=at + self.config.recovery_timeout)
+        watch.stop()
+        self._record_recovery(result, watch, at, pids)
+        self._record_supervisor(result, fault, at)
+        log.info(
+            "%s: healthy after %s, recovered after %s (%s)",
+            fault.name,
+            format_seconds(result.healthy_s),
+            format_seconds(result.recovery_s),
+            "; ".join(result.notes),
+        )
+        return result
+
+    def _await_recovery(self, fault: Fault, watch: Recovery, deadline: float) -> None:
+        """Until the piece is back or the deadline; a stack service that stopped meanwhile is started again."""
         while not watch.recovered() and time.time() < deadline:
             if fault.supervised is None and self.stack_service_stopped():
                 log.warning("a stack service stopped meanwhile: instashop stack up again")  # `make up` again
@@ -164,7 +178,10 @@ class FaultInjector:
                 except manager.StackError as err:
                     log.error("instashop stack up failed: %s", err)
             time.sleep(1)
-        watch.stop()
+
+    def _record_recovery(self, result: FaultResult, watch: Recovery, at: float, pids: dict[str, int | None]) -> None:
+        """How long the piece took to be healthy and to carry data again, counted from `at` (the kill), and
+        which stack services came back or stayed down."""
         if watch.healthy_since is not None:
             result.healthy_s = round(watch.healthy_since - at, 1)
         if watch.recovered():
@@ -175,6 +192,9 @@ class FaultInjector:
             result.notes.append(f"services started again: {', '.join(started)}")
         if down := [name for name, pid in now_pids.items() if pid is None]:
             result.notes.append(f"services down: {', '.join(down)}")
+
+    def _record_supervisor(self, result: FaultResult, fault: Fault, at: float) -> None:
+        """Which supervisor run restarted a supervised job, and every supervisor action since the kill."""
         if fault.supervised:
             # A job back within seconds (the consumer rejoins its group at once) can be flowing before
             # the supervisor's run has recorded the restart it made: wait for the record.
@@ -184,14 +204,6 @@ class FaultInjector:
             runs = [run for component, _, _, run in actions if component == fault.supervised]
             result.restarted_by = f"{supervisor.DAG_ID} ({runs[0]} run)" if runs else "nobody"
         result.notes += [f"supervisor: {c} {status} -> {action} ({run} run)" for c, status, action, run in actions]
-        log.info(
-            "%s: healthy after %s, recovered after %s (%s)",
-            fault.name,
-            format_seconds(result.healthy_s),
-            format_seconds(result.recovery_s),
-            "; ".join(result.notes),
-        )
-        return result
 
     def service_pids(self) -> dict[str, int | None]:
         return {service.name: service.pid() for service in manager.select(self.settings)}
