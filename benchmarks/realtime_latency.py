@@ -48,7 +48,7 @@ from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.devstack import generator
 from instashop.live import metrics as live_metrics
-from instashop.live.spark.app import spark_scratch
+from instashop.live.spark.options import spark_scratch
 from instashop.ops import supervisor
 from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.jobs import Job, spark_job

@@ -20,7 +20,11 @@ import psycopg2
 import pytest
 
 from instashop.devstack import generator
-from instashop.devstack.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
+from instashop.devstack.generator import GeneratorConfig
+from instashop.devstack.generator.catalog import load_catalog, seed_catalog
+from instashop.devstack.generator.lifecycle import LifecycleRates, Settle
+from instashop.devstack.generator.sessions import BOUNCE, CART_ABANDONMENT, CONVERSION, OutcomeMix, plan_session
+from instashop.devstack.generator.writer import ShopWriter
 from tests.integration.pipeline import joined
 
 pytestmark = pytest.mark.integration
@@ -277,10 +281,10 @@ def test_a_transaction_cut_at_commit_is_written_exactly_once(settings, oltp, rea
         return psycopg2.connect(settings.oltp_dsn, connection_factory=next(factories, None))
 
     with closing(psycopg2.connect(settings.oltp_dsn)) as plain:
-        generator.seed_catalog(plain, random.Random(3), customers=50, products=40)
-        catalog = generator.load_catalog(plain)
-    writer = generator.ShopWriter(connect, reconnect_for=30)
-    plan = generator.plan_session(random.Random(3), catalog, generator.OutcomeMix(1, 0, 0))
+        seed_catalog(plain, random.Random(3), customers=50, products=40)
+        catalog = load_catalog(plain)
+    writer = ShopWriter(connect, reconnect_for=30)
+    plan = plan_session(random.Random(3), catalog, OutcomeMix(1, 0, 0))
     session_id = f"sess_cut{secrets.token_hex(8)}"
 
     transaction_id = writer.write_session(plan, session_id, datetime.now(UTC))
@@ -293,7 +297,7 @@ def test_a_transaction_cut_at_commit_is_written_exactly_once(settings, oltp, rea
     writer.conn.close()  # the next connection cuts the commit of a later change
     writer.conn = connect()
     # One row changed, whether the first try committed or not: the count stays true.
-    assert writer.apply(generator.Settle(transaction_id, "paid"), datetime.now(UTC)) == 1
+    assert writer.apply(Settle(transaction_id, "paid"), datetime.now(UTC)) == 1
     assert writer.reconnects == 2
     assert _rows(oltp, "SELECT status FROM transactions WHERE transaction_id = %s", transaction_id) == [("paid",)]
     writer.conn.close()
@@ -353,7 +357,7 @@ def test_a_product_too_dear_to_sell_is_left_unsold_and_the_run_goes_on(settings,
         )
         (dear,) = cur.fetchone()
     try:
-        assert dear not in {p.product_id for p in generator.load_catalog(oltp).products}
+        assert dear not in {p.product_id for p in load_catalog(oltp).products}
         summary = generator.run(settings.oltp_dsn, GeneratorConfig(rate=400, sessions=60, seed=12), console=None)
         assert summary.session_count == 60
         sold = _rows(

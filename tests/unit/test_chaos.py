@@ -6,20 +6,17 @@ from itertools import pairwise
 
 import pytest
 
-from instashop.devstack.chaos import (
+from instashop.devstack.chaos.faults import Fault, Recovery
+from instashop.devstack.chaos.plan import (
     FAULTS,
     POISON,
     ChaosConfig,
-    Fault,
-    FaultResult,
-    Recovery,
-    Report,
     live_differences,
     load_config,
     poison_messages,
     schedule,
-    verdict,
 )
+from instashop.devstack.chaos.report import FaultResult, Report, verdict
 from instashop.ingest.debezium import decode
 from instashop.ingest.events import map_change
 from instashop.warehouse.reconciliation import Window

@@ -11,32 +11,28 @@ from click.testing import CliRunner
 from instashop import cli
 from instashop.devstack import cli as devstack_cli
 from instashop.devstack import generator
-from instashop.devstack.generator import (
-    BOUNCE,
-    CART_ABANDONMENT,
-    CATEGORIES,
-    CONVERSION,
-    CartEvent,
-    Catalog,
+from instashop.devstack.generator import GeneratorConfig, Summary
+from instashop.devstack.generator.catalog import CATEGORIES, Catalog, Product, customer_row, product_row, reprice
+from instashop.devstack.generator.lifecycle import (
     ChangePrice,
     DeleteSession,
     DeleteTransaction,
-    GeneratorConfig,
     Lifecycle,
     LifecycleRates,
-    OutcomeMix,
-    Pacer,
-    PageView,
-    Product,
     Refund,
+    Settle,
+)
+from instashop.devstack.generator.runner import Pacer
+from instashop.devstack.generator.sessions import (
+    BOUNCE,
+    CART_ABANDONMENT,
+    CONVERSION,
+    CartEvent,
+    OutcomeMix,
+    PageView,
     Search,
     SessionPlan,
-    Settle,
-    Summary,
-    customer_row,
     plan_session,
-    product_row,
-    reprice,
 )
 from instashop.settings import load_settings
 

@@ -35,16 +35,11 @@ Triggers, both exact and replay-safe:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,70 +50,28 @@ import redis
 from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.live import metrics as live_metrics
+from instashop.live.spark.options import MICRO_BATCH, REAL_TIME, STATE_VERSION, Options, StartupError
+
+# Re-exported: the integration test and the latency benchmark find the app's scratch folder here.
+from instashop.live.spark.options import spark_scratch as spark_scratch
 from instashop.live.spark.realtime_aggregation import window_aggregates
-from instashop.live.spark.realtime_events import cdc_topics, events
+from instashop.live.spark.realtime_events import events
 from instashop.live.spark.redis_relay import Relay, kafka_records
 from instashop.live.spark.redis_sink import BatchSink, connect
+from instashop.live.spark.session import bind_shim, kafka_jars, spark_session
+from instashop.live.spark.supervision import (
+    QUERY_RESTART_WINDOW,
+    QUERY_RESTARTS,
+    Heartbeat,
+    Restarts,
+    progress_listener,
+    stall_timeout,
+    stop_query,
+    supervise,
+)
 from instashop.settings import Settings, load_settings
 
 log = logging.getLogger("realtime_metrics")
-
-APP_NAME = "instashop-realtime-metrics"
-MICRO_BATCH, REAL_TIME = "micro-batch", "real-time"
-# The connector and its own dependencies; the folder's older scala-library, slf4j, spark-tags,
-# lz4, snappy and hadoop jars duplicate (older versions of) jars PySpark already ships.
-KAFKA_JARS = ("spark-sql-kafka-0-10_", "spark-token-provider-kafka-0-10_", "kafka-clients-", "commons-pool2-")
-# Bumped whenever the query's state (operators, keys) changes shape: a checkpoint written by another
-# shape cannot be resumed, so the default checkpoint directory moves on with it.
-STATE_VERSION = 2
-HEARTBEAT_SECONDS = 1.0
-# A batch this long is stuck, not slow (catch-up batches are bounded by --max-offsets-per-trigger).
-STALL_SECONDS = 180.0
-TOP_PRODUCTS_SECONDS = 2.0
-# Attempts per task (local[N,F]): a task that fails (a stray connection to its streaming-shuffle
-# port, a Kafka hiccup) is tried again before its failure ends the query.
-TASK_ATTEMPTS = 4
-# A failed query is started again from its checkpoint in this process, up to this many times in
-# QUERY_RESTART_WINDOW seconds; past that the app exits and the supervisor takes over.
-QUERY_RESTARTS = 5
-QUERY_RESTART_WINDOW = 600.0
-# The C shim that binds the JVM's wildcard listeners to loopback (setup/spark/bind_loopback.c).
-BIND_SHIM = "bind_loopback.so"
-
-
-class StartupError(RuntimeError):
-    """Something the app needs is missing or unreachable; the message says what."""
-
-
-def spark_scratch(checkpoint: Path) -> Path:
-    """Where the Spark app puts its driver's temporary files: beside its checkpoint (one app per
-    checkpoint), emptied at each start, so a killed driver's leftovers never pile up."""
-    return checkpoint.with_name(f"{checkpoint.name}.scratch")
-
-
-@dataclass(frozen=True)
-class Options:
-    master: str | None
-    trigger: str
-    interval: str
-    watermark: str
-    checkpoint: Path
-    key_prefix: str
-    topic_prefix: str
-    items_topic: str
-    starting_offsets: str
-    shuffle_partitions: int
-    max_offsets_per_trigger: int
-    ui: bool
-    conf: tuple[str, ...] = ()  # extra Spark settings, key=value
-
-    @property
-    def topics(self) -> list[str]:
-        return [*cdc_topics(self.topic_prefix), self.items_topic]
-
-    @property
-    def scratch(self) -> Path:
-        return spark_scratch(self.checkpoint)
 
 
 def parse_args(argv: list[str], settings: Settings) -> Options:
@@ -208,155 +161,9 @@ def check_kafka(kafka: dict[str, Any], options: Options) -> int:
     return sum(len(metadata[t].partitions) for t in options.topics)
 
 
-def kafka_jars(settings: Settings) -> list[str]:
-    folder = settings.jars_dir / "spark-kafka"
-    jars = sorted(str(j) for j in folder.glob("*.jar") if j.name.startswith(KAFKA_JARS))
-    if len(jars) != len(KAFKA_JARS):
-        raise StartupError(f"Kafka connector jars missing in {folder} (found {jars}): run `make setup`")
-    return jars
-
-
 def _where(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or 6379}"
-
-
-# --- Spark --------------------------------------------------------------------------------------
-
-
-def spark_session(options: Options, settings: Settings, partitions: int):
-    from pyspark import SparkConf, SparkContext
-    from pyspark.java_gateway import launch_gateway
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
-    launched = "PYSPARK_GATEWAY_PORT" not in os.environ
-    if launched:  # we launch the JVM: master, jars and scratch are ours to set
-        conf.setMaster(options.master or _default_master(options, partitions))
-        conf.set("spark.jars", ",".join(kafka_jars(settings)))
-        _use_fresh_scratch(conf, options.scratch)
-    elif options.master:  # under spark-submit its --master and --jars apply, unless told otherwise
-        conf.setMaster(options.master)
-    # The JVM inherits an ignored SIGTERM (the JVM keeps an ignored signal ignored): a SIGTERM to our
-    # process group then stops the query through our handler instead of killing the driver mid-batch.
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        with _jvm_environment(settings if launched else None):
-            # The gateway gets the settings on spark-submit's command line (visible in `ps`): the
-            # secret is set afterwards, through py4j, on the SparkContext's configuration.
-            gateway = launch_gateway(conf)
-        if not conf.get("spark.master", "").startswith("local"):
-            conf.set("spark.authenticate.secret", settings.spark_auth_secret)
-        sc = SparkContext(conf=conf, gateway=gateway)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    sc.setLogLevel("WARN")
-    return SparkSession(sc)
-
-
-@contextmanager
-def _jvm_environment(settings: Settings | None):
-    """The launched driver JVM's extra environment: the loopback bind shim in LD_PRELOAD.
-
-    Real-time Mode's streaming-shuffle servers (one per task) bind every interface whatever the
-    configuration says: Spark 4.3 creates them with TransportContext.createServer(), whose host is
-    null (wildcard), and with no authentication bootstrap. The shim turns the JVM's wildcard binds
-    into loopback ones. The Python process itself is already running: only the JVM is affected.
-    """
-    if settings is None:  # under spark-submit: its own JVM, launched before us
-        yield
-        return
-    shim = bind_shim(settings)
-    before = os.environ.get("LD_PRELOAD")
-    os.environ["LD_PRELOAD"] = f"{shim} {before}".strip() if before else str(shim)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["LD_PRELOAD"]
-        else:
-            os.environ["LD_PRELOAD"] = before
-
-
-def bind_shim(settings: Settings) -> Path:
-    shim = settings.jars_dir.parent / ".lib" / BIND_SHIM
-    if not shim.exists():
-        raise StartupError(f"{shim} is missing: run `make setup`")
-    return shim
-
-
-def _use_fresh_scratch(conf, scratch: Path) -> None:
-    """Point the driver's temporary files at `scratch`, emptied first.
-
-    A SIGKILLed driver (a crash, the supervisor, the chaos soak) leaves them behind: its state
-    stores' RocksDB copies and the block manager in spark.local.dir, and, in the JVM's temp dir,
-    the native libraries RocksDB and LZ4 unpack at every start (~15 MB). In /tmp nobody would clear
-    them; here the next start does.
-    """
-    shutil.rmtree(scratch, ignore_errors=True)
-    (scratch / "tmp").mkdir(parents=True, exist_ok=True)  # rmtree ignored what it could not remove
-    if not conf.contains("spark.local.dir"):  # a --conf of the user's wins
-        conf.set("spark.local.dir", str(scratch / "local"))
-    # The launcher adds SPARK_SUBMIT_OPTS to the driver JVM's command line (client mode).
-    submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
-    os.environ["SPARK_SUBMIT_OPTS"] = f"{submit_opts} -Djava.io.tmpdir={scratch / 'tmp'}".strip()
-
-
-def _default_master(options: Options, partitions: int) -> str:
-    if options.trigger == MICRO_BATCH:
-        return f"local[*,{TASK_ATTEMPTS}]"
-    # Real-time Mode holds a task per Kafka partition plus one per shuffle partition of each stateful
-    # stage for the whole batch: local threads, mostly waiting on Kafka, not cores.
-    return f"local[{partitions + 2 * options.shuffle_partitions + 2},{TASK_ATTEMPTS}]"
-
-
-def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
-    return {
-        "spark.driver.host": host,
-        "spark.driver.bindAddress": host,
-        # The driver's RPC and block transfer ask peers for a shared secret: in local mode one the JVM
-        # generates itself (never written anywhere), with another master SPARK_AUTH_SECRET (.env).
-        "spark.authenticate": "true",
-        "spark.ui.enabled": str(options.ui).lower(),
-        "spark.ui.port": str(settings.port("spark_ui")),
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.warehouse.dir": str(settings.var_dir / "spark" / "warehouse"),
-        "spark.sql.session.timeZone": "UTC",
-        # Hadoop's file system applies its own umask (022), not the process's: checkpoints and state
-        # stay private to the user running the app, like the rest of var/.
-        "spark.hadoop.fs.permissions.umask-mode": "077",
-        "spark.sql.shuffle.partitions": str(options.shuffle_partitions),
-        "spark.sql.adaptive.enabled": "false",
-        # RocksDB keeps the dedup keys off the JVM heap; changelog checkpointing writes only the
-        # batch's changes. Format v2 is what Real-time Mode needs, used by both triggers alike.
-        "spark.sql.streaming.stateStore.providerClass": (
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
-        ),
-        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-        "spark.sql.streaming.stateStore.checkpointFormatVersion": "2",
-        # Counting the state's rows costs RocksDB a lookup on every write (Spark's RocksDB tuning advice).
-        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
-        # No batch without data just to move the watermark and evict state: a change arriving
-        # meanwhile would wait for it. Eviction happens in the next batch with data instead.
-        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
-        # The dedupe (and Real-time Mode's aggregate) removes up to 2 expired keys per input row as
-        # the batch runs, not all at its end: in Real-time Mode that end is the checkpoint's pause,
-        # and the eviction was its biggest part (~0.5-2.4 s of 3.7-6.7 s at 1,000 events/s).
-        "spark.sql.streaming.statefulOperator.incrementalCleanupFactor": "2",
-        "spark.sql.streaming.minBatchesToRetain": "20",
-        # Real-time Mode's streaming shuffle holds a partly filled buffer up to 50 ms by default, at
-        # each of our two shuffles: at live rates its 32 KiB never fill, so that wait was all latency.
-        "spark.shuffle.streaming.networkBufferMaxWaitTimeMs": "5",
-        # Without native Hadoop, the default (FileContext) checkpoint manager forks `readlink` for
-        # every rename (and `chmod` for every file): ~40 processes per batch. The FileSystem API
-        # renames in-process. (fs.file.impl=RawLocalFileSystem would save the chmods too, but
-        # RocksDB's snapshot loading requires the checksummed LocalFileSystem.)
-        "spark.sql.streaming.checkpointFileManagerClass": (
-            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
-        ),
-        **dict(item.split("=", 1) for item in options.conf),
-    }
 
 
 def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbeat):
@@ -395,126 +202,6 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
     return writer.start()
 
 
-# --- supervision: heartbeat, top products, SIGTERM ----------------------------------------------
-
-
-class Heartbeat:
-    """The `live:heartbeat` hash: progress of every batch (listener) and liveness every second."""
-
-    def __init__(self, client: redis.Redis, options: Options) -> None:
-        self.client, self.prefix = client, options.key_prefix
-        self.fields: dict[str, object] = {"mode": options.trigger, "pid": os.getpid()}
-        self.last_event_time: datetime | None = None
-        self.late_rows = 0  # dropped for arriving after the watermark, since this process started
-        self.stream_alive = time.monotonic()  # last sign of life of the stream thread
-
-    def write(self, **fields: object) -> None:
-        self.fields.update(fields)
-        try:
-            live_metrics.write_heartbeat(self.client, self.fields, prefix=self.prefix)
-        except redis.RedisError as err:  # Redis down for a moment: the sink's own errors fail the query
-            log.warning("heartbeat not written: %s", err)
-
-    def rows_written(self, last_event_time: datetime | None) -> None:
-        """From the sink or relay: the newest event time it wrote (exact, not window-truncated). The
-        next write publishes it: in Real-time Mode the relay writes all along, batches end rarely."""
-        if last_event_time and (self.last_event_time is None or last_event_time > self.last_event_time):
-            self.last_event_time = last_event_time
-            self.fields["last_event_time"] = last_event_time.replace(tzinfo=UTC).isoformat()
-
-    def alive(self) -> None:
-        self.stream_alive = time.monotonic()
-
-    def progress(self, progress: dict) -> None:
-        self.alive()
-        event_time = progress.get("eventTime") or {}
-        late = sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators") or [])
-        self.late_rows += late
-        self.write(
-            status="running",
-            batch_id=progress.get("batchId"),
-            input_rows_per_second=round(progress.get("inputRowsPerSecond") or 0.0, 1),
-            processed_rows_per_second=round(progress.get("processedRowsPerSecond") or 0.0, 1),
-            batch_duration_ms=(progress.get("durationMs") or {}).get("triggerExecution"),
-            last_event_time=self.fields.get("last_event_time") or event_time.get("max"),
-            watermark=event_time.get("watermark"),
-            late_rows=self.late_rows,
-        )
-
-
-def progress_listener(heartbeat: Heartbeat):
-    from pyspark.sql.streaming import StreamingQueryListener
-
-    class ProgressListener(StreamingQueryListener):
-        """Every batch's progress: one log line and the heartbeat (runs on py4j's callback thread)."""
-
-        def onQueryStarted(self, event) -> None:
-            heartbeat.alive()
-            heartbeat.write(status="running", query_id=str(event.id), run_id=str(event.runId))
-
-        def onQueryProgress(self, event) -> None:
-            progress = json.loads(event.progress.json)
-            log.info("batch %s: %s", progress.get("batchId"), _summary(progress))
-            heartbeat.progress(progress)
-
-        def onQueryIdle(self, event) -> None:
-            heartbeat.alive()  # no new data: Spark says so every 10 s
-
-        def onQueryTerminated(self, event) -> None:
-            pass
-
-    return ProgressListener()
-
-
-def _summary(progress: dict) -> str:
-    durations = " ".join(f"{k}={v}" for k, v in (progress.get("durationMs") or {}).items())
-    ops = progress.get("stateOperators") or []
-    state = " ".join(
-        f"{op.get('operatorName')}[rows={op.get('numRowsTotal')} upd={op.get('allUpdatesTimeMs')}"
-        f" rm={op.get('allRemovalsTimeMs')} commit={op.get('commitTimeMs')}]"
-        for op in ops
-    )
-    return f"{progress.get('numInputRows')} rows, ms: {durations}, state: {state}"
-
-
-def supervise(query, heartbeat: Heartbeat, stop: threading.Event, stall_after: float) -> None:
-    """Until SIGTERM or the query ends: liveness in the heartbeat, the top-products ranking refreshed.
-
-    The heartbeat is refreshed only while the stream thread shows signs of life (a batch's progress,
-    or Spark's idle event): a batch stuck for `stall_after` seconds lets it go stale, which is what
-    the supervisor restarts a job for.
-    """
-    from pyspark.errors import StreamingQueryException
-
-    next_top, stalled = 0.0, False
-    while not stop.is_set() and query.isActive:
-        silent = time.monotonic() - heartbeat.stream_alive
-        if silent < stall_after:
-            heartbeat.write()
-        elif not stalled:
-            log.warning("no progress for %.0f s: heartbeat left to go stale", silent)
-        stalled = silent >= stall_after
-        if time.monotonic() >= next_top:
-            try:
-                live_metrics.refresh_top_products(heartbeat.client, prefix=heartbeat.prefix)
-            except redis.RedisError as err:
-                log.warning("top products not refreshed: %s", err)
-            next_top = time.monotonic() + TOP_PRODUCTS_SECONDS
-        try:
-            query.awaitTermination(HEARTBEAT_SECONDS)
-        except StreamingQueryException:  # it failed: the caller restarts it or gives up
-            return
-
-
-def stop_query(query, mode: str, timeout: float = 20.0) -> None:
-    """Stop between two micro-batches when possible, so no batch is cut short (a real-time batch
-    lasts its whole checkpoint interval: it is cut, and replayed from its start offsets on restart)."""
-    deadline = time.monotonic() + (timeout if mode == MICRO_BATCH else 0)
-    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    query.stop()
-
-
 def run(argv: list[str]) -> int:
     settings = load_settings()
     options = parse_args(argv, settings)
@@ -541,7 +228,7 @@ def run(argv: list[str]) -> int:
     while True:
         query = start_query(spark, options, settings, heartbeat)
         log.info("query %s (%s, %s) writing to %s:*", query.id, options.trigger, options.interval, options.key_prefix)
-        supervise(query, heartbeat, stop, stall_after=_stall_after(options))
+        supervise(query, heartbeat, stop, stall_after=stall_timeout(options))
         if stop.is_set() or query.isActive or not restarts.allow():
             break
         # Real-time Mode does not retry a failed task alone: the batch, and so the query, fails. From
@@ -552,23 +239,6 @@ def run(argv: list[str]) -> int:
     return _finish(spark, query, heartbeat, stop, relay)
 
 
-class Restarts:
-    """At most `limit` restarts in any `window` seconds."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
-        self.times: list[float] = []
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.times = [t for t in self.times if now - t < self.window]
-        if len(self.times) >= self.limit:
-            log.error("the query failed %d times in %.0f s: giving up", len(self.times) + 1, self.window)
-            return False
-        self.times.append(now)
-        return True
-
-
 def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop: threading.Event) -> Relay:
     """Real-time Mode's Redis writer, a thread of ours; a failure of it sets `stop` (see redis_relay)."""
     topic = topics.live_aggregates(options.key_prefix)  # created by check_kafka
@@ -576,19 +246,6 @@ def start_relay(options: Options, settings: Settings, heartbeat: Heartbeat, stop
     relay = Relay(kafka, topic, settings.redis_live_writer_url, options.key_prefix, heartbeat.rows_written)
     relay.start(on_failure=stop)
     return relay
-
-
-def _stall_after(options: Options) -> float:
-    """Seconds without progress that mean a stuck query (a real-time batch reports only at its end)."""
-    return STALL_SECONDS + _seconds(options.interval)
-
-
-def _seconds(interval: str) -> float:
-    """'30 seconds', '1 minute', '500 milliseconds' -> seconds."""
-    number, _, unit = interval.strip().partition(" ")
-    unit = unit.strip().lower()
-    scale = 0.001 if unit.startswith("milli") or unit == "ms" else 60 if unit.startswith("min") else 1
-    return float(number) * (3600 if unit.startswith("hour") else scale)
 
 
 def _on_signals(stop: threading.Event) -> None:
