@@ -31,7 +31,8 @@ from instashop.devstack import generator
 from instashop.live import metrics as live_metrics
 from instashop.ops import jobs
 from instashop.settings import Settings
-from tests.integration.pipeline import SPEC_QUERIES, fetch, wait_until_caught_up
+from instashop.warehouse.spec_queries import SPEC_QUERIES
+from tests.integration.pipeline import fetch, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 

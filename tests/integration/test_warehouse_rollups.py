@@ -25,7 +25,8 @@ from psycopg2.extensions import make_dsn
 
 from instashop.warehouse import migrations, partitions, rollups
 from instashop.warehouse.backfill import DayRange
-from tests.integration.pipeline import SPEC_QUERIES, scratch_warehouse
+from instashop.warehouse.spec_queries import SPEC_QUERIES
+from tests.integration.pipeline import scratch_warehouse
 from tests.integration.test_airflow_dags import run_dag
 
 pytestmark = pytest.mark.integration
