@@ -23,7 +23,8 @@ from airflow.sdk import dag, task
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_params import date_param
-from instashop.warehouse import backfill, rollups
+from instashop.warehouse import rollups
+from instashop.warehouse.day_ranges import DayRange
 
 
 @dag(
@@ -52,7 +53,7 @@ def dwh_rollups():
     @task(execution_timeout=timedelta(minutes=10))
     def refresh_rollups(days: dict) -> dict:
         with conns.postgres(conns.DWH_MAINTAINER) as conn:
-            report = rollups.refresh(conn, backfill.DayRange.from_dict(days))
+            report = rollups.refresh(conn, DayRange.from_dict(days))
         for day, written in report["days"].items():
             print(f"{day}: {written}")
         print(f"pruned {report['pruned_rows']} rows of days no longer in the sources")

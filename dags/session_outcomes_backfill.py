@@ -25,7 +25,7 @@ from airflow.sdk import Param, dag, task
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_params import date_param
-from instashop.warehouse import backfill
+from instashop.warehouse import backfill, day_ranges
 
 
 @dag(
@@ -47,14 +47,14 @@ def session_outcomes_backfill():
     @task(retries=0)  # a bad range stays bad: fail at once, with the reason
     def plan_range(params: dict | None = None, dag_run=None) -> dict:
         today = pendulum.now("UTC").date()
-        default = backfill.default_day(dag_run.run_after)
-        days = backfill.parse_range(params["start_date"], params["end_date"], today, default)
+        default = day_ranges.default_day(dag_run.run_after)
+        days = day_ranges.parse_range(params["start_date"], params["end_date"], today, default)
         print(f"backfilling {days.first}..{days.last} ({len(days.days)} days), dry_run={params['dry_run']}")
         return days.as_dict()
 
     @task
     def recompute_outcomes(days: dict, params: dict | None = None) -> dict:
-        day_range = backfill.DayRange.from_dict(days)
+        day_range = day_ranges.DayRange.from_dict(days)
         with conns.postgres(conns.DWH_WRITER) as conn:
             results = backfill.backfill(conn, day_range, dry_run=params["dry_run"])
         outcome = backfill.summary(day_range, results, params["dry_run"])
