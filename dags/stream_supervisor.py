@@ -6,7 +6,7 @@ Every minute, checks each long-running piece of the pipeline and heals what is d
 | component | health read from | cure |
 | --- | --- | --- |
 | `consumer` | pid file, heartbeat (`pipeline_heartbeats`), consumer-group lag (Kafka admin) | start, or stop + start |
-| `spark` (once `jobs.spark_job` exists) | pid file, progress heartbeat in Redis | start, or stop + start |
+| `spark` | pid file, progress heartbeat in Redis | start, or stop + start |
 | `connector` | Kafka Connect REST status of the Debezium connector | REST restart, or register |
 
 Jobs are detached processes with pid files (`instashop.ops.jobs`); tasks only look and act, so no
