@@ -31,7 +31,7 @@ from instashop.ops import jobs, supervisor
 from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.process import wait_until
 from instashop.warehouse import partitions
-from tests.integration.pipeline import (
+from tests.support.pipeline import (
     Background,
     drop_day_partitions,
     fetch,

@@ -21,7 +21,7 @@ import pytest
 
 from instashop.devstack import generator
 from instashop.devstack.generator import BOUNCE, CART_ABANDONMENT, CONVERSION, GeneratorConfig, LifecycleRates
-from tests.integration.pipeline import joined
+from tests.support.pipeline import joined
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from psycopg2.extensions import make_dsn
 from instashop.warehouse import migrations, partitions, rollups
 from instashop.warehouse.day_ranges import DayRange
 from instashop.warehouse.spec_queries import SPEC_QUERIES
-from tests.integration.pipeline import scratch_warehouse
 from tests.integration.test_airflow_dags import run_dag
+from tests.support.pipeline import scratch_warehouse
 
 pytestmark = pytest.mark.integration
 
