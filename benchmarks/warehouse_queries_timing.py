@@ -21,7 +21,7 @@ from benchmarks.warehouse_queries_data import BENCH_DB, FLAT, Layout, _admin, pr
 from instashop.devstack import manager
 from instashop.settings import Settings
 from instashop.warehouse import partitions, rollups
-from instashop.warehouse.backfill import DayRange
+from instashop.warehouse.day_ranges import DayRange
 from instashop.warehouse.spec_queries import SPEC_QUERIES
 
 SLOW_MS = 2000  # a query slower than this cold gets 1 warm run

@@ -10,7 +10,7 @@ Daily, for `realtime_events` (partitioned by day on `"timestamp"`, UTC):
 3. **report_inventory** — every partition with its exact row count, in the log and as XCom.
 
 Runs as the DWH role `dwh_maintainer` (owner of the partitions), through the Airflow connection
-`instashop_dwh_maintainer`. Idempotent. Logic: `plugins/instashop/partitions.py`.
+`instashop_dwh_maintainer`. Idempotent. Logic: `plugins/instashop/warehouse/partitions.py`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
 from instashop.ops import airflow_connections as conns
+from instashop.ops.dag_defaults import instashop_dag
 from instashop.warehouse import partitions
 
 
-@dag(
-    dag_id="dwh_partition_maintenance",
+@instashop_dag(
+    "dwh_partition_maintenance",
     schedule="15 0 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    tags=["instashop", "dwh", "partitions"],
+    tags=["dwh", "partitions"],
     params={
         "days_ahead": Param(
             7,
@@ -42,7 +40,8 @@ from instashop.warehouse import partitions
             description="Create the daily partitions from today (UTC) to this many days ahead.",
         ),
     },
-    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    retries=2,
+    retry_delay=timedelta(minutes=5),
 )
 def dwh_partition_maintenance():
     @task

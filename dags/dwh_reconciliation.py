@@ -14,7 +14,7 @@ publishes no closed window (not running, or just started).
 
 On any difference the task **fails** and its log lists every differing cell with both sides'
 numbers. Reads only: `instashop_dwh_readonly`, `instashop_oltp_read` (read-only session),
-`instashop_redis`. Logic: `plugins/instashop/reconciliation.py`.
+`instashop_redis`. Logic: `plugins/instashop/warehouse/reconciliation.py`.
 """
 
 from __future__ import annotations
@@ -22,21 +22,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from instashop.ops import airflow_connections as conns
+from instashop.ops.dag_defaults import instashop_dag
 from instashop.warehouse import reconciliation
 
 
-@dag(
-    dag_id="dwh_reconciliation",
+@instashop_dag(
+    "dwh_reconciliation",
     schedule="5 * * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    tags=["instashop", "dwh", "quality"],
+    tags=["dwh", "quality"],
     params={
         "lookback_days": Param(
             1, type="integer", minimum=0, maximum=366, title="Look back (days)", description="0: today only."
@@ -49,7 +47,8 @@ from instashop.warehouse import reconciliation
         ),
     },
     # One retry absorbs a change caught mid-flight; a real difference fails both tries.
-    default_args={"owner": "data-engineering", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    retries=1,
+    retry_delay=timedelta(minutes=2),
 )
 def dwh_reconciliation():
     @task

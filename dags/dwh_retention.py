@@ -10,7 +10,7 @@ Variable `dwh_retention_days`, then 90. With retention N, days before (today - N
 A retention under 7 days is refused (the run fails, naming the source) unless the run's Param
 `force` is true: a typo must not wipe the warehouse.
 Each partition is dropped in its own short transaction with a lock timeout, so a busy table makes
-the task retry rather than stall the consumer. Logic: `plugins/instashop/partitions.py`.
+the task retry rather than stall the consumer. Logic: `plugins/instashop/warehouse/partitions.py`.
 """
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, Variable, dag, task
+from airflow.sdk import Param, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from instashop.ops import airflow_connections as conns
+from instashop.ops.dag_defaults import instashop_dag
 from instashop.warehouse import partitions
 
 RETENTION_VARIABLE = "dwh_retention_days"
 
 
-@dag(
-    dag_id="dwh_retention",
+@instashop_dag(
+    "dwh_retention",
     schedule="45 0 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    tags=["instashop", "dwh", "partitions", "retention"],
+    tags=["dwh", "partitions", "retention"],
     params={
         "retention_days": Param(
             None,
@@ -53,7 +51,8 @@ RETENTION_VARIABLE = "dwh_retention_days"
             description=f"Allow a retention under {partitions.MIN_RETENTION_DAYS} days (drops that much history).",
         ),
     },
-    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    retries=2,
+    retry_delay=timedelta(minutes=5),
 )
 def dwh_retention():
     @task

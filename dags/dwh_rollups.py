@@ -11,7 +11,7 @@ The rollups answer the spec's four typical queries in milliseconds instead of se
 (`benchmarks/warehouse_queries.py`); they lag the live table by up to one schedule interval. After a
 backfill or a late replay of older days, trigger this DAG by hand with the range (`start_date`,
 `end_date`: YYYY-MM-DD, inclusive, at most 366 days, not in the future; empty: the start day only).
-Runs as `dwh_maintainer`. Idempotent. Logic: `plugins/instashop/rollups.py`.
+Runs as `dwh_maintainer`. Idempotent. Logic: `plugins/instashop/warehouse/rollups.py`.
 """
 
 from __future__ import annotations
@@ -19,28 +19,28 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from instashop.ops import airflow_connections as conns
+from instashop.ops.dag_defaults import instashop_dag
 from instashop.ops.dag_params import date_param
-from instashop.warehouse import backfill, rollups
+from instashop.warehouse import rollups
+from instashop.warehouse.day_ranges import DayRange
 
 
-@dag(
-    dag_id="dwh_rollups",
+@instashop_dag(
+    "dwh_rollups",
     schedule="*/15 * * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    tags=["instashop", "dwh", "rollups"],
+    tags=["dwh", "rollups"],
     params={
         "start_date": date_param(
             "Start date", "First day (UTC), YYYY-MM-DD. Empty, with the end date: yesterday and today."
         ),
         "end_date": date_param("End date", "Last day (UTC), inclusive, YYYY-MM-DD. Empty: the start day."),
     },
-    default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    retries=2,
+    retry_delay=timedelta(minutes=1),
 )
 def dwh_rollups():
     @task(retries=0)  # a bad range stays bad: fail at once, with the reason
@@ -52,7 +52,7 @@ def dwh_rollups():
     @task(execution_timeout=timedelta(minutes=10))
     def refresh_rollups(days: dict) -> dict:
         with conns.postgres(conns.DWH_MAINTAINER) as conn:
-            report = rollups.refresh(conn, backfill.DayRange.from_dict(days))
+            report = rollups.refresh(conn, DayRange.from_dict(days))
         for day, written in report["days"].items():
             print(f"{day}: {written}")
         print(f"pruned {report['pruned_rows']} rows of days no longer in the sources")

@@ -6,41 +6,35 @@ Every minute, checks each long-running piece of the pipeline and heals what is d
 | component | health read from | cure |
 | --- | --- | --- |
 | `consumer` | pid file, heartbeat (`pipeline_heartbeats`), consumer-group lag (Kafka admin) | start, or stop + start |
-| `spark` (once `jobs.spark_job` exists) | pid file, progress heartbeat in Redis | start, or stop + start |
+| `spark` | pid file, progress heartbeat in Redis | start, or stop + start |
 | `connector` | Kafka Connect REST status of the Debezium connector | REST restart, or register |
 
 Jobs are detached processes with pid files (`instashop.ops.jobs`); tasks only look and act, so no
 stream ever lives inside an Airflow task. Starts happen under a per-job lock. Every check is a row
 of the DWH table `pipeline_health_checks` (charted in Superset). A task fails when its component
-stays down. Logic: `plugins/instashop/supervisor.py`.
+stays down. Logic: `plugins/instashop/ops/supervisor.py`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from instashop.ops import supervisor
+from instashop.ops.dag_defaults import instashop_dag
 
 
-@dag(
-    dag_id=supervisor.DAG_ID,
+@instashop_dag(
+    supervisor.DAG_ID,
     schedule="* * * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     dagrun_timeout=timedelta(minutes=5),
     doc_md=__doc__,
-    tags=["instashop", "streaming", "ops"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": 1,
-        "retry_delay": timedelta(seconds=15),
-        # A stuck job gets up to a minute to stop before it is killed, then a few seconds to start.
-        "execution_timeout": timedelta(minutes=3),
-    },
+    tags=["streaming", "ops"],
+    retries=1,
+    retry_delay=timedelta(seconds=15),
+    # A stuck job gets up to a minute to stop before it is killed, then a few seconds to start.
+    task_defaults={"execution_timeout": timedelta(minutes=3)},
 )
 def stream_supervisor():
     # run_id comes from the task context: each health-check row names the run that wrote it.

@@ -1,9 +1,10 @@
-"""Write the dashboards bundle (superset/dashboards/) from the definitions in this file.
+"""Write the dashboards bundle (superset/dashboards/) from the definitions in `dashboard_defs.py`.
 
-The bundle is what Superset imports at start (see `superset/import_dashboards.py`); this script is
-its source: edit the definitions here, run `.venv/bin/python superset/build_dashboards.py`, review
-the YAML diff, commit both. UUIDs derive from each object's key, so a rebuild updates objects in
-place on the next import instead of duplicating them.
+The bundle is what Superset imports at start (see `superset/import_dashboards.py`); these two files
+are its source: edit the definitions in `dashboard_defs.py`, run
+`.venv/bin/python superset/build_dashboards.py`, review the YAML diff, commit both. UUIDs derive
+from each object's key, so a rebuild updates objects in place on the next import instead of
+duplicating them.
 
 Every chart carries the query it runs (`query_context`): `GET /api/v1/chart/<id>/data/` and the
 tests use it. It has the chart's columns, metrics, filters, order and limit, without the

@@ -2,14 +2,17 @@
 
 Read by `build_dashboards.py`, which turns these definitions into the YAML bundle Superset imports.
 Each of the first four dashboards stands on one of the spec's "Consultas Típicas" (spec/DWH_ERD.md),
-used verbatim as a virtual dataset (without its ORDER BY and semicolon: Superset wraps the SQL in a
-subquery and orders itself), so every number shown can be checked against the spec query.
+taken from `instashop.warehouse.spec_queries` (the text the tests and benchmarks run) and used as a
+virtual dataset without its ORDER BY and semicolon (Superset wraps the SQL in a subquery and orders
+itself), so every number shown can be checked against the spec query.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from instashop.warehouse.spec_queries import SPEC_QUERIES
 
 # --- model ----------------------------------------------------------------------------------------
 
@@ -343,19 +346,23 @@ DATABASES: list[Database] = [DWH, LIVE]
 
 # --- datasets: the spec's typical queries, verbatim ---------------------------------------------------
 
+
+def spec_dataset_sql(name: str) -> str:
+    """The spec query `name` as a virtual dataset's SQL: the text of SPEC_QUERIES (the one the tests
+    and benchmarks run) without its ORDER BY and semicolon, as Superset wraps the SQL in a subquery
+    and orders itself, and without trailing blanks. Rows and columns are those of the spec query."""
+    lines = [line.rstrip() for line in SPEC_QUERIES[name].strip().removesuffix(";").splitlines()]
+    if lines[-1].startswith("ORDER BY"):
+        lines.pop()
+    return "\n".join(lines)
+
+
 SALES_DAILY = Dataset(
     key="sales_daily",
     database=DWH,
     table_name="spec_metricas_de_transacciones",
     description="Spec query 'Métricas de Transacciones': transactions per day (UTC).",
-    sql="""SELECT
-    DATE(timestamp) as fecha,
-    COUNT(*) as total_transacciones,
-    SUM(amount) as ingresos_totales,
-    AVG(amount) as ticket_promedio
-FROM realtime_events
-WHERE event_type = 'transaction'
-GROUP BY DATE(timestamp)""",
+    sql=spec_dataset_sql("transacciones"),
     main_dttm_col="fecha",
     columns=(
         Column("fecha", "DATE", "Day", is_dttm=True),
@@ -381,15 +388,7 @@ CUSTOMER_ACTIVITY = Dataset(
     database=DWH,
     table_name="spec_analisis_de_clientes",
     description="Spec query 'Análisis de Clientes': events, transactions and spend per customer.",
-    sql="""SELECT
-    customer_id,
-    customer_name,
-    COUNT(*) as total_eventos,
-    COUNT(CASE WHEN event_type = 'transaction' THEN 1 END) as transacciones,
-    SUM(CASE WHEN event_type = 'transaction' THEN amount ELSE 0 END) as gasto_total
-FROM realtime_events
-WHERE customer_id IS NOT NULL
-GROUP BY customer_id, customer_name""",
+    sql=spec_dataset_sql("clientes"),
     columns=(
         Column("customer_id", "INTEGER", "Customer id"),
         Column("customer_name", "VARCHAR(255)", "Customer"),
@@ -417,16 +416,7 @@ PRODUCT_PERFORMANCE = Dataset(
     database=DWH,
     table_name="spec_performance_de_productos",
     description="Spec query 'Performance de Productos': items sold, revenue and average price per product.",
-    sql="""SELECT
-    product_id,
-    product_name,
-    category,
-    COUNT(*) as veces_vendido,
-    SUM(amount) as ingresos_generados,
-    AVG(amount) as precio_promedio
-FROM realtime_events
-WHERE event_type = 'transaction_item'
-GROUP BY product_id, product_name, category""",
+    sql=spec_dataset_sql("productos"),
     columns=(
         Column("product_id", "INTEGER", "Product id"),
         Column("product_name", "VARCHAR(255)", "Product"),
@@ -451,12 +441,7 @@ SESSION_OUTCOMES = Dataset(
     database=DWH,
     table_name="spec_analisis_de_sesiones",
     description="Spec query 'Análisis de Sesiones': sessions and average duration (s) per outcome.",
-    sql="""SELECT
-    outcome,
-    COUNT(*) as total_sesiones,
-    AVG(EXTRACT(EPOCH FROM (timestamp - (session_data->>'start_time')::timestamp))) as duracion_promedio
-FROM customer_sessions
-GROUP BY outcome""",
+    sql=spec_dataset_sql("sesiones"),
     columns=(
         Column("outcome", "VARCHAR(50)", "Outcome (raw)"),
         Column("total_sesiones", "BIGINT", "Sessions"),

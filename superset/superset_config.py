@@ -1,8 +1,10 @@
 """Superset configuration of the InstaShop DWH (loaded through SUPERSET_CONFIG_PATH).
 
-Superset runs in its own virtual environment without the `instashop` package, so this file reads
-the repo's `.env` itself. As everywhere in the project, the process environment wins over `.env`.
-Secrets come only from there: nothing here is a fixed password or key.
+Superset runs in its own virtual environment (.venv-superset). setup/setup.sh installs `instashop`
+there editable but without its dependencies (the live charts' adapter needs only its Redis key
+schema, `instashop.live.metrics`), so `instashop.settings` (pydantic-settings) does not import
+there and this file reads the repo's `.env` itself. As everywhere in the project, the process
+environment wins over `.env`. Secrets come only from there: nothing here is a fixed password or key.
 """
 
 from __future__ import annotations

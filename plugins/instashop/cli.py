@@ -21,6 +21,7 @@ from rich.table import Table
 
 from instashop import kafka_auth
 from instashop.capture import connector, topics
+from instashop.ingest.consumer import ConsumerOptions
 from instashop.settings import load_settings
 from instashop.warehouse import migrations, partitions
 
@@ -65,22 +66,23 @@ def migrate() -> None:
 # --- consumer ------------------------------------------------------------------------------------
 
 
+# The defaults are ConsumerOptions' own, so the command and a consumer built in code agree.
 @main.command()
 @click.option(
     "--batch-size",
-    default=5000,
+    default=ConsumerOptions.batch_size,
     show_default=True,
     type=click.IntRange(min=1),
     help="Most messages written per DWH transaction.",
 )
 @click.option(
     "--batch-timeout",
-    default=0.1,
+    default=ConsumerOptions.batch_timeout,
     show_default=True,
     type=click.FloatRange(min=0.001),
     help="Seconds to wait for a batch to fill.",
 )
-@click.option("--group-id", default="instashop-dwh", show_default=True, help="Kafka consumer group.")
+@click.option("--group-id", default=ConsumerOptions.group_id, show_default=True, help="Kafka consumer group.")
 @click.option(
     "--instance-id",
     default=None,
@@ -91,9 +93,7 @@ def consume(batch_size: int, batch_timeout: float, group_id: str, instance_id: s
     from instashop.ingest import consumer
 
     static_id = {"instance_id": instance_id} if instance_id else {}
-    options = consumer.ConsumerOptions(
-        batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id, **static_id
-    )
+    options = ConsumerOptions(batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id, **static_id)
     consumer.run(load_settings(), options)
 
 

@@ -23,15 +23,15 @@ from typing import Any
 
 import psycopg2
 import pytest
-import requests
 
 from instashop.capture.connector import ConnectClient, load_config
 from instashop.devstack import generator
 from instashop.devstack.airflow import airflow_environment
 from instashop.ops import jobs, supervisor
+from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.process import wait_until
 from instashop.warehouse import partitions
-from tests.integration.pipeline import (
+from tests.support.pipeline import (
     Background,
     drop_day_partitions,
     fetch,
@@ -306,44 +306,11 @@ def test_backfill_with_end_before_start_fails_before_writing(settings, known_ses
 # --- session_outcomes_backfill through the REST API of the running stack ---------------------------
 
 
-class AirflowApi:
-    def __init__(self, settings) -> None:
-        self.base = settings.airflow_url.rstrip("/")
-        credentials = {"username": settings.airflow_admin_user, "password": settings.airflow_admin_password}
-        token = requests.post(f"{self.base}/auth/token", json=credentials, timeout=10).json()["access_token"]
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.base}/api/v2{path}", headers=self.headers, timeout=30, **kwargs)
-
-    def trigger(self, dag_id: str, conf: dict) -> requests.Response:
-        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-
-    def wait_for(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-            if state in ("success", "failed"):
-                return state
-            time.sleep(2)
-        raise AssertionError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task's log as the UI shows it."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        content = self.call("GET", path, params={"full_content": "true"}).json()["content"]
-        return "\n".join(line if isinstance(line, str) else json.dumps(line) for line in content)
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        items = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        return {ti["task_id"]: ti["state"] for ti in items}
-
-
 @pytest.fixture(scope="module")
-def airflow_api(settings) -> AirflowApi:
-    api = AirflowApi(settings)
+def airflow_api(settings) -> AirflowClient:
+    api = AirflowClient(settings)
     deadline = time.monotonic() + 90  # the dag-processor rescans dags/ every 30 s
-    while api.call("GET", "/dags/session_outcomes_backfill").status_code != 200:
+    while not api.has_dag("session_outcomes_backfill"):
         assert time.monotonic() < deadline, "session_outcomes_backfill is not parsed by the running Airflow"
         time.sleep(3)
     return api
@@ -354,20 +321,18 @@ def test_backfill_triggered_through_the_rest_api(settings, known_sessions, airfl
     dag_id = "session_outcomes_backfill"
     day = BACKFILL_DAY.isoformat()
 
-    malformed = airflow_api.trigger(dag_id, {"start_date": "2000-02-30", "end_date": day})
-    assert malformed.status_code == 400 and "is not a 'date'" in malformed.text, malformed.text
+    with pytest.raises(AirflowApiError) as malformed:
+        airflow_api.trigger(dag_id, {"start_date": "2000-02-30", "end_date": day})
+    assert malformed.value.status == 400 and "is not a 'date'" in malformed.value.body, malformed.value.body
 
-    backwards = airflow_api.trigger(dag_id, {"start_date": OUTSIDE_DAY.isoformat(), "end_date": day})
-    assert backwards.status_code == 200, backwards.text
-    run_id = backwards.json()["dag_run_id"]
+    run_id = airflow_api.trigger(dag_id, {"start_date": OUTSIDE_DAY.isoformat(), "end_date": day})
     assert airflow_api.wait_for(dag_id, run_id) == "failed"
     assert airflow_api.task_states(dag_id, run_id) == {"plan_range": "failed", "recompute_outcomes": "upstream_failed"}
     assert "end_date 2000-02-01 is before start_date 2000-02-02" in airflow_api.task_log(dag_id, run_id, "plan_range")
     assert _none_computed(settings)
 
     good = airflow_api.trigger(dag_id, {"start_date": day, "end_date": day, "dry_run": False})
-    assert good.status_code == 200, good.text
-    assert airflow_api.wait_for(dag_id, good.json()["dag_run_id"]) == "success"
+    assert airflow_api.wait_for(dag_id, good) == "success"
     assert _outcomes(settings) == EXPECTED_OUTCOMES
 
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from instashop.devstack import generator
-from tests.integration.pipeline import wait_until_caught_up
+from tests.support.pipeline import wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 

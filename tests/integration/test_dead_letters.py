@@ -12,7 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from instashop.capture import topics
 from instashop.devstack import generator
 from instashop.kafka_auth import ADMIN, client_config
-from tests.integration.pipeline import Background, spec_answers_equal_truth, wait_until_caught_up
+from tests.support.pipeline import Background, spec_answers_equal_truth, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from instashop.devstack.generator.catalog import load_catalog, seed_catalog
 from instashop.devstack.generator.lifecycle import LifecycleRates, Settle
 from instashop.devstack.generator.sessions import BOUNCE, CART_ABANDONMENT, CONVERSION, OutcomeMix, plan_session
 from instashop.devstack.generator.writer import ShopWriter
-from tests.integration.pipeline import joined
+from tests.support.pipeline import joined
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from instashop.warehouse import partitions
-from tests.integration.pipeline import drop_day_partitions, fetch
+from tests.support.pipeline import drop_day_partitions, fetch
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from instashop.devstack import generator
 from instashop.devstack.kafka import KafkaConnect
 from instashop.kafka_auth import ADMIN, client_config
 from instashop.ops.process import wait_until
-from tests.integration.pipeline import (
+from tests.support.pipeline import (
     Background,
     run_sessions,
     spec_answers_equal_truth,

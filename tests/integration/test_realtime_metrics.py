@@ -35,8 +35,8 @@ from instashop.live import metrics as live_metrics
 from instashop.live.spark.app import spark_scratch
 from instashop.ops.jobs import spark_job
 from instashop.ops.process import tail, wait_until
-from tests.integration.listeners import descendants, ports_of
-from tests.integration.pipeline import Background
+from tests.support.listeners import descendants, ports_of
+from tests.support.pipeline import Background
 
 # A module-scoped app starts cold in each trigger (up to START_TIMEOUT) inside a test's setup.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]

@@ -1,7 +1,7 @@
 """The dashboards bundle as Superset serves it: six dashboards, every chart's numbers, SQL Lab's limits.
 
 Each chart's saved query runs through `GET /api/v1/chart/<id>/data/` and must equal its source read
-directly: the spec's typical queries (verbatim, tests/integration/pipeline.py) on the DWH through the
+directly: the spec's typical queries (verbatim, instashop/warehouse/spec_queries.py) on the DWH through the
 read-only DSN, the ops tables, or the Redis `live:` keys read key by key (not with the readers of
 `instashop.live.metrics` that the adapter uses). The DWH keeps being written while this runs, so each
 comparison is bracketed: the source before and after the chart must agree, else it is retried.
@@ -31,7 +31,8 @@ from instashop.devstack import generator
 from instashop.live import metrics as live_metrics
 from instashop.ops import jobs
 from instashop.settings import Settings
-from tests.integration.pipeline import SPEC_QUERIES, fetch, wait_until_caught_up
+from instashop.warehouse.spec_queries import SPEC_QUERIES
+from tests.support.pipeline import fetch, wait_until_caught_up
 
 pytestmark = pytest.mark.integration
 

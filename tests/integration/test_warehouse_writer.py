@@ -20,7 +20,7 @@ from instashop.ingest.debezium import Change
 from instashop.ingest.events import map_change
 from instashop.ingest.warehouse_writer import Batch, WarehouseWriter
 from instashop.warehouse.pg_arrays import int_array, text_array
-from tests.integration.pipeline import scratch_warehouse
+from tests.support.pipeline import scratch_warehouse
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from instashop.warehouse.backfill import BackfillRangeError, DayRange
+from instashop.warehouse.day_ranges import DayRange, DayRangeError
 from instashop.warehouse.rollups import DASHBOARD_QUERIES, RANGE_QUERIES, TABLES, scheduled_range
 
 TODAY = date(2026, 11, 27)
@@ -18,9 +18,9 @@ def test_a_scheduled_run_refreshes_yesterday_and_today():
 def test_a_manual_run_refreshes_its_range_checked_like_a_backfill():
     assert scheduled_range("2026-01-30", "2026-02-02", TODAY).days[-1] == date(2026, 2, 2)
     assert scheduled_range("2026-03-01", None, TODAY) == DayRange(date(2026, 3, 1), date(2026, 3, 1))
-    with pytest.raises(BackfillRangeError, match="is before start_date"):
+    with pytest.raises(DayRangeError, match="is before start_date"):
         scheduled_range("2026-02-10", "2026-02-01", TODAY)
-    with pytest.raises(BackfillRangeError, match="in the future"):
+    with pytest.raises(DayRangeError, match="in the future"):
         scheduled_range("2026-11-27", "2026-11-28", TODAY)
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.cdc_events import ChangeStream
 from instashop.ingest import typed_changes
-from instashop.ingest.debezium import DecodeError, decode
-from instashop.ingest.events import map_change
+from instashop.ingest.debezium import DecodeError
+from instashop.ingest.decode import general_path
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "debezium"
 MODES = ["no_schema_string_decimals", "schema_precise_decimals"]
@@ -32,8 +32,7 @@ def _fixture(mode: str) -> list[tuple[str, bytes | None, bytes | None]]:
 def _general(key: bytes | None, value: bytes | None):
     """The general path's row, or the DecodeError it raises."""
     try:
-        change = decode(key, value)
-        return None if change is None else map_change(change)
+        return general_path(key, value)
     except DecodeError as err:
         return err
 

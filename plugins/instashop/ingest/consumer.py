@@ -23,17 +23,14 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.capture.connector import CDC_TOPIC_PATTERN
-from instashop.ingest import typed_changes
 from instashop.ingest.dead_letters import DeadLetter, dlq_message
-from instashop.ingest.debezium import DecodeError, decode
-from instashop.ingest.events import DimensionRow, EventRow, SessionRow, map_change
+from instashop.ingest.decode import Rejected, decode_message
+from instashop.ingest.events import DimensionRow, EventRow, SessionRow
 from instashop.ingest.warehouse_writer import Batch, WarehouseWriter, WriteResult
 from instashop.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A change event of the shop's tables is a few KiB; anything this large is not one of ours.
-MAX_MESSAGE_BYTES = 256 * 1024
 HEARTBEAT_COMPONENT = "consumer"
 CONSUME_SLICE = 1000  # messages per consume() call (see DwhConsumer._poll)
 # While catching up, how often the sessions of the batches written meanwhile are recomputed: a
@@ -66,33 +63,17 @@ def to_batch(messages: list[Message]) -> Batch:
     """Decode and map messages; each one that fails becomes a dead letter with the reason."""
     batch = Batch()
     for message in messages:
-        try:
-            row = _map_message(message)
-        except DecodeError as err:
-            batch.dead_letters.append(_dead_letter(message, str(err)))
-            continue
-        except Exception as err:  # a poison message must never stop the pipeline
-            batch.dead_letters.append(_dead_letter(message, f"unexpected {type(err).__name__}: {err}"))
-            continue
+        row = decode_message(message.topic(), message.key(), message.value())
         if isinstance(row, EventRow):
             batch.events.append(row)
         elif isinstance(row, DimensionRow):
             batch.dimensions.append(row)
         elif isinstance(row, SessionRow):
             batch.sessions.append(row)
+        elif isinstance(row, Rejected):
+            batch.dead_letters.append(_dead_letter(message, row.reason))
     batch.staged()  # the COPY text is built here, on the decode thread, not on the DWH writer's
     return batch
-
-
-def _map_message(message: Message):
-    value = message.value()
-    if value is not None and len(value) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"message of {len(value)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
-    mapped = typed_changes.map_message(message.topic(), message.key(), value)
-    if mapped is not None:
-        return mapped
-    change = decode(message.key(), value)  # anything the fast path does not take, with the reason if bad
-    return None if change is None else map_change(change)
 
 
 def _dead_letter(message: Message, reason: str) -> DeadLetter:

@@ -10,7 +10,7 @@ It takes creates, updates and snapshot reads of the shop's tables whose values h
 of our connector's settings: decimals as strings (decimal.handling.mode=string) or, with an
 embedded schema, whatever the schema's logical types say (converted by the general path's own
 converters); times as ISO-8601 strings. For anything else, deletes and every malformed message
-included, `map_message` returns None and the caller takes the general path, so rows and
+included, `map_message` returns None and `decode.decode_message` takes the general path, so rows and
 dead-letter reasons are the general path's (tests/unit/test_typed_changes.py: equal rows).
 """
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -164,10 +164,29 @@ WHERE s.deleted AND e.event_key = s.event_key AND e.source_lsn < s.source_lsn
 RETURNING e.session_id
 """
 
+# The enriched-items topic's message, built on both write paths: by the upsert in SQL from the rows
+# it wrote (merge path), and in Python from the EventRow for the COPYed created items (their names
+# are filled in from the dimensions afterwards). Per field: its name, its SQL expression over the
+# upsert's RETURNING columns, and its value from an EventRow. Order is the JSON's key order.
+_ITEM_FIELDS: tuple[tuple[str, str, Callable[[EventRow], Any]], ...] = (
+    ("event_key", "event_key", lambda e: e.event_key),
+    ("source_lsn", "source_lsn", lambda e: e.source_lsn),
+    ("event_time", '"timestamp"', lambda e: e.timestamp.isoformat()),
+    ("transaction_id", "raw_data->'transaction_id'", lambda e: (e.raw_data or {}).get("transaction_id")),
+    ("product_id", "product_id", lambda e: e.product_id),
+    ("product_name", "product_name", lambda e: None),
+    ("category", "category", lambda e: None),
+    ("quantity", "raw_data->'quantity'", lambda e: (e.raw_data or {}).get("quantity")),
+    ("unit_price", "raw_data->'unit_price'", lambda e: (e.raw_data or {}).get("unit_price")),
+    # realtime_events.amount is numeric(12,2): as its text, two decimals rounded half up.
+    ("amount", "amount::text", lambda e: None if e.amount is None else str(e.amount.quantize(_CENT, ROUND_HALF_UP))),
+)
+_ITEM_JSON = "json_build_object(" + ", ".join(f"'{name}', {expression}" for name, expression, _ in _ITEM_FIELDS) + ")"
+
 # Returns the number of rows written (replays that change nothing write none) and, for the
-# enriched-items topic, each transaction item written as its JSON message, built in the database so
-# no row has to be converted to Python objects and back.
-_UPSERT_EVENTS = """
+# enriched-items topic, each transaction item written as its JSON message (_ITEM_FIELDS), built in
+# the database so no row has to be converted to Python objects and back.
+_UPSERT_EVENTS = f"""
 WITH written AS (
 INSERT INTO realtime_events (event_type, "timestamp", customer_id, customer_name, product_id, product_name,
                              category, amount, session_id, raw_data, processed_at, source, event_key, source_lsn)
@@ -187,12 +206,8 @@ WHERE realtime_events.source_lsn < EXCLUDED.source_lsn
 RETURNING event_type, event_key, source_lsn, "timestamp", product_id, product_name, category, amount, raw_data
 )
 SELECT count(*),
-       coalesce(array_agg(event_key) FILTER (WHERE event_type = 'transaction_item'), '{}'),
-       coalesce(array_agg(json_build_object(
-           'event_key', event_key, 'source_lsn', source_lsn, 'event_time', "timestamp",
-           'transaction_id', raw_data->'transaction_id', 'product_id', product_id, 'product_name', product_name,
-           'category', category, 'quantity', raw_data->'quantity', 'unit_price', raw_data->'unit_price',
-           'amount', amount::text)::text) FILTER (WHERE event_type = 'transaction_item'), '{}')
+       coalesce(array_agg(event_key) FILTER (WHERE event_type = 'transaction_item'), '{{}}'),
+       coalesce(array_agg({_ITEM_JSON}::text) FILTER (WHERE event_type = 'transaction_item'), '{{}}')
 FROM written
 """
 
@@ -448,20 +463,8 @@ def _dimension_names(cur, created: list[EventRow]) -> tuple[dict[int, str], dict
 
 
 def _item_message(e: EventRow) -> dict[str, Any]:
-    """A created transaction item's message (the upsert's json_build_object), names still unknown."""
-    raw = e.raw_data or {}
-    return {
-        "event_key": e.event_key,
-        "source_lsn": e.source_lsn,
-        "event_time": e.timestamp.isoformat(),
-        "transaction_id": raw.get("transaction_id"),
-        "product_id": e.product_id,
-        "product_name": None,
-        "category": None,
-        "quantity": raw.get("quantity"),
-        "unit_price": raw.get("unit_price"),
-        "amount": None if e.amount is None else str(e.amount.quantize(_CENT, ROUND_HALF_UP)),
-    }
+    """A created transaction item's message (_ITEM_FIELDS, as the upsert builds it), names still unknown."""
+    return {name: value(e) for name, _, value in _ITEM_FIELDS}
 
 
 def _enriched_item(message: dict[str, Any], products: dict[int, tuple[str, str]]) -> EnrichedItem:

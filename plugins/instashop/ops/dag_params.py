@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from instashop.warehouse.backfill import DATE_PATTERN
+from instashop.warehouse.day_ranges import DATE_PATTERN
 
 
 def date_param(title: str, description: str) -> Param:

@@ -357,8 +357,8 @@ def _dumps(value: Any) -> str:
 
 
 def job_names() -> list[str]:
-    """The supervised jobs: the consumer, and the Spark live-metrics app once `jobs.spark_job` exists."""
-    return ["consumer", *(["spark"] if hasattr(jobs, "spark_job") else [])]
+    """The supervised jobs: the consumer and the Spark live-metrics app."""
+    return ["consumer", "spark"]
 
 
 def supervise_job(name: str, run_id: str | None = None) -> dict[str, Any]:

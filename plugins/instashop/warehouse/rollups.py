@@ -22,7 +22,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from instashop.warehouse.backfill import DayRange, parse_range
+from instashop.warehouse.day_ranges import DayRange, parse_range
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""The backfill's date range: what a run covers, and the bad input it refuses before writing."""
+"""Day ranges given by hand (the backfill's and the rollups' Params): what a run covers, the bad input refused."""
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from instashop.warehouse.backfill import MAX_DAYS, BackfillRangeError, DayRange, default_day, parse_range
+from instashop.warehouse.day_ranges import MAX_DAYS, DayRange, DayRangeError, default_day, parse_range
 
 TODAY = date(2026, 11, 27)
 YESTERDAY = date(2026, 11, 26)
@@ -42,7 +42,7 @@ def test_the_longest_range_allowed_is_max_days():
     ],
 )
 def test_bad_ranges_are_refused_naming_the_problem(start, end, problem):
-    with pytest.raises(BackfillRangeError) as err:
+    with pytest.raises(DayRangeError) as err:
         parse_range(start, end, TODAY, YESTERDAY)
     assert problem in str(err.value)
 
