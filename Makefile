@@ -5,8 +5,9 @@ SHELL := /bin/bash
 INSTASHOP := .venv/bin/instashop
 PYTEST := .venv/bin/pytest
 RUFF := .venv/bin/ruff
+MYPY := .venv/bin/mypy
 
-.PHONY: help setup up down status logs clean demo test bench chaos lint lock
+.PHONY: help setup up down status logs clean demo test unit bench chaos lint lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,9 +44,13 @@ demo: up ## Everything up: connector, consumer, Spark app, generator; then print
 	@$(INSTASHOP) jobs start
 	@$(INSTASHOP) stack urls
 
-test: up ## The whole test suite against the real services: unit, then integration, then browser
-	@$(RUFF) check .
+test: up ## The whole test suite against the real services: lint, unit, then integration, then browser
+	@$(MAKE) --no-print-directory lint
 	@$(PYTEST) tests/unit tests/integration tests/e2e
+
+unit: setup ## The fast lane (~1 min, no services): lint and the unit tests
+	@$(MAKE) --no-print-directory lint
+	@$(PYTEST) tests/unit
 
 bench: up ## Benchmarks (12-16 min): tables printed, JSON + PNG charts saved under var/bench/
 	@$(INSTASHOP) connector register
@@ -61,9 +66,10 @@ bench: up ## Benchmarks (12-16 min): tables printed, JSON + PNG charts saved und
 chaos: demo ## Fault-injection soak (~10 min): kill and restart each piece under load, then diff; var/bench/chaos.json
 	@$(INSTASHOP) chaos
 
-lint: setup ## ruff
+lint: setup ## ruff (lint and format) and mypy (plugins/, dags/)
 	@$(RUFF) check .
 	@$(RUFF) format --check .
+	@$(MYPY)
 
 lock: ## Re-resolve requirements.txt and superset/requirements.txt from their .in files
 	@uv=$$(ls -d $${INSTASHOP_CACHE:-$$HOME/.cache/instashop}/tools/uv-*/bin/uv | tail -1); \

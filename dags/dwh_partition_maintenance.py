@@ -22,6 +22,7 @@ from airflow.sdk import Param, task
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_defaults import instashop_dag
+from instashop.ops.dag_params import run_params
 from instashop.warehouse import partitions
 
 
@@ -46,6 +47,7 @@ from instashop.warehouse import partitions
 def dwh_partition_maintenance():
     @task
     def create_ahead(params: dict | None = None) -> list[str]:
+        params = run_params(params)
         today = pendulum.now("UTC").date()
         with conns.postgres(conns.DWH_MAINTAINER) as conn:
             adopted = partitions.adopt_partitions(conn)

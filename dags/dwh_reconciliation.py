@@ -27,6 +27,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_defaults import instashop_dag
+from instashop.ops.dag_params import run_params
 from instashop.warehouse import reconciliation
 
 
@@ -53,6 +54,7 @@ from instashop.warehouse import reconciliation
 def dwh_reconciliation():
     @task
     def reconcile_dwh_with_oltp(params: dict | None = None) -> dict:
+        params = run_params(params)
         window = reconciliation.window(
             pendulum.now("UTC"), params["lookback_days"], timedelta(minutes=params["settle_minutes"])
         )
@@ -63,6 +65,7 @@ def dwh_reconciliation():
 
     @task
     def reconcile_live_metrics_with_dwh(params: dict | None = None) -> dict:
+        params = run_params(params)
         with conns.postgres(conns.DWH_READONLY) as dwh:
             lookback = timedelta(minutes=params["live_lookback_minutes"])
             report = reconciliation.reconcile_live_metrics(conns.redis_client(), dwh, pendulum.now("UTC"), lookback)

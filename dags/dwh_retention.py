@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_defaults import instashop_dag
+from instashop.ops.dag_params import run_params
 from instashop.warehouse import partitions
 
 RETENTION_VARIABLE = "dwh_retention_days"
@@ -57,6 +58,7 @@ RETENTION_VARIABLE = "dwh_retention_days"
 def dwh_retention():
     @task
     def drop_old_partitions(params: dict | None = None) -> list[dict]:
+        params = run_params(params)
         try:
             days = partitions.resolve_retention_days(
                 params["retention_days"], Variable.get(RETENTION_VARIABLE, None), params["force"]
@@ -72,7 +74,7 @@ def dwh_retention():
         for part in dropped:
             print(f"dropped {part.name} ({part.rows:,} rows)")
         print(f"dropped {len(dropped)} partition(s), {sum(p.rows for p in dropped):,} rows in all")
-        return [{"partition": p.name, "day": p.day.isoformat(), "rows": p.rows} for p in dropped]
+        return [{"partition": p.name, "day": p.day.isoformat() if p.day else None, "rows": p.rows} for p in dropped]
 
     drop_old_partitions()
 

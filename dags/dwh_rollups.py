@@ -23,7 +23,7 @@ from airflow.sdk import task
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_defaults import instashop_dag
-from instashop.ops.dag_params import date_param
+from instashop.ops.dag_params import date_param, run_params
 from instashop.warehouse import rollups
 from instashop.warehouse.day_ranges import DayRange
 
@@ -45,6 +45,7 @@ from instashop.warehouse.day_ranges import DayRange
 def dwh_rollups():
     @task(retries=0)  # a bad range stays bad: fail at once, with the reason
     def plan_days(params: dict | None = None) -> dict:
+        params = run_params(params)
         days = rollups.scheduled_range(params["start_date"], params["end_date"], pendulum.now("UTC").date())
         print(f"refreshing {days.first}..{days.last} ({len(days.days)} days)")
         return days.as_dict()
@@ -58,7 +59,7 @@ def dwh_rollups():
         print(f"pruned {report['pruned_rows']} rows of days no longer in the sources")
         return report
 
-    refresh_rollups(plan_days())
+    refresh_rollups(plan_days())  # type: ignore[arg-type]  # an XComArg: Airflow passes its value at run time
 
 
 dwh_rollups()

@@ -25,7 +25,7 @@ from airflow.sdk import Param, task
 
 from instashop.ops import airflow_connections as conns
 from instashop.ops.dag_defaults import instashop_dag
-from instashop.ops.dag_params import date_param
+from instashop.ops.dag_params import date_param, run_params
 from instashop.warehouse import backfill, day_ranges
 
 
@@ -45,6 +45,7 @@ from instashop.warehouse import backfill, day_ranges
 def session_outcomes_backfill():
     @task(retries=0)  # a bad range stays bad: fail at once, with the reason
     def plan_range(params: dict | None = None, dag_run=None) -> dict:
+        params = run_params(params)
         today = pendulum.now("UTC").date()
         default = day_ranges.default_day(dag_run.run_after)
         days = day_ranges.parse_range(params["start_date"], params["end_date"], today, default)
@@ -53,6 +54,7 @@ def session_outcomes_backfill():
 
     @task
     def recompute_outcomes(days: dict, params: dict | None = None) -> dict:
+        params = run_params(params)
         day_range = day_ranges.DayRange.from_dict(days)
         with conns.postgres(conns.DWH_WRITER) as conn:
             results = backfill.backfill(conn, day_range, dry_run=params["dry_run"])
@@ -60,7 +62,7 @@ def session_outcomes_backfill():
         print(f"{outcome['sessions']} sessions, {outcome['changed']} rewritten (dry_run={outcome['dry_run']})")
         return outcome
 
-    recompute_outcomes(plan_range())
+    recompute_outcomes(plan_range())  # type: ignore[arg-type]  # an XComArg: Airflow passes its value at run time
 
 
 session_outcomes_backfill()

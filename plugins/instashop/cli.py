@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 
@@ -92,8 +93,9 @@ def consume(batch_size: int, batch_timeout: float, group_id: str, instance_id: s
     """Apply the CDC topics to the DWH until SIGTERM/Ctrl-C (the batch in flight is finished)."""
     from instashop.ingest import consumer
 
-    static_id = {"instance_id": instance_id} if instance_id else {}
-    options = ConsumerOptions(batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id, **static_id)
+    options = ConsumerOptions(batch_size=batch_size, batch_timeout=batch_timeout, group_id=group_id)
+    if instance_id:
+        options = replace(options, instance_id=instance_id)
     consumer.run(load_settings(), options)
 
 

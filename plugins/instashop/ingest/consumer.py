@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from psycopg2.extensions import connection
 
 from instashop import kafka_auth
 from instashop.capture import topics
@@ -63,7 +64,7 @@ def to_batch(messages: list[Message]) -> Batch:
     """Decode and map messages; each one that fails becomes a dead letter with the reason."""
     batch = Batch()
     for message in messages:
-        row = decode_message(message.topic(), message.key(), message.value())
+        row = decode_message(_where(message)[0], message.key(), message.value())
         if isinstance(row, EventRow):
             batch.events.append(row)
         elif isinstance(row, DimensionRow):
@@ -77,7 +78,16 @@ def to_batch(messages: list[Message]) -> Batch:
 
 
 def _dead_letter(message: Message, reason: str) -> DeadLetter:
-    return DeadLetter(message.topic(), message.partition(), message.offset(), message.key(), message.value(), reason)
+    return DeadLetter(*_where(message), message.key(), message.value(), reason)
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (only error events lack them, and the poll
+    loop never hands those on)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"not a consumed message: {message.error()}")
+    return topic, partition, offset
 
 
 class DwhConsumer:
@@ -257,7 +267,7 @@ class _DwhConnection:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn = None
+        self._conn: connection | None = None
         self._writer: WarehouseWriter | None = None
 
     def writer(self) -> WarehouseWriter:
@@ -276,7 +286,8 @@ def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
     """Per partition, the offset after the last message of the batch (what Kafka commits)."""
     last: dict[tuple[str, int], int] = {}
     for m in messages:
-        last[(m.topic(), m.partition())] = max(m.offset(), last.get((m.topic(), m.partition()), -1))
+        topic, partition, offset = _where(m)
+        last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
 
 

@@ -48,13 +48,13 @@ class DeadLetter:
 class DlqMessage:
     key: bytes
     value: bytes | None
-    headers: dict[str, str | bytes]
+    headers: dict[str, str | bytes | None]
 
 
 def dlq_message(letter: DeadLetter) -> DlqMessage:
     """The letter as published to the DLQ topic: the value whole if it fits, else an excerpt."""
     truncated = letter.value is not None and len(letter.value) > MAX_FORWARDED_VALUE_BYTES
-    headers: dict[str, str | bytes] = {
+    headers: dict[str, str | bytes | None] = {
         "dlq.reason": letter.reason,
         "dlq.topic": letter.topic,
         "dlq.partition": str(letter.partition),

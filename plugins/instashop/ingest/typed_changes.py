@@ -62,6 +62,8 @@ def map_message(topic: str, key: bytes | None, value: bytes | None) -> events.Ma
         # A key of the primary key's column and type passes the general path's checks.
         (decoders.key_with_schema if key.startswith(debezium.SCHEMA_FIRST) else decoders.key_plain).decode(key)
         row = debezium.convert_row(msgspec.structs.asdict(change.after), converters, "after")
+        if row is None:
+            return None
         for column, parse in decoders.parsed_columns:
             row[column] = parse(row[column])
     except (msgspec.ValidationError, msgspec.DecodeError, debezium.DecodeError, TypeError):

@@ -171,7 +171,7 @@ RETURNING e.session_id
 _ITEM_FIELDS: tuple[tuple[str, str, Callable[[EventRow], Any]], ...] = (
     ("event_key", "event_key", lambda e: e.event_key),
     ("source_lsn", "source_lsn", lambda e: e.source_lsn),
-    ("event_time", '"timestamp"', lambda e: e.timestamp.isoformat()),
+    ("event_time", '"timestamp"', lambda e: e.timestamp.isoformat() if e.timestamp else None),
     ("transaction_id", "raw_data->'transaction_id'", lambda e: (e.raw_data or {}).get("transaction_id")),
     ("product_id", "product_id", lambda e: e.product_id),
     ("product_name", "product_name", lambda e: None),
@@ -409,7 +409,7 @@ def _latest(rows: Iterable, key) -> list:
 
 
 _COPY_NULL = "\\N"
-_CENT = Decimal("0.01")
+_CENT: Decimal = Decimal("0.01")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -438,8 +438,10 @@ def _event_fields(e: EventRow) -> str:
 
 def _created_copy(staged: Staged, customers: dict[int, str], products: dict[int, tuple[str, str]]) -> bytes:
     """The created events' lines completed with their names (escaped once per batch, not per row)."""
-    customer_text = {key: _copy_text(name) for key, name in customers.items()}
-    product_text = {key: f"{_copy_text(name)}\t{_copy_text(category)}" for key, (name, category) in products.items()}
+    customer_text: dict[int | None, str] = {key: _copy_text(name) for key, name in customers.items()}
+    product_text: dict[int | None, str] = {
+        key: f"{_copy_text(name)}\t{_copy_text(category)}" for key, (name, category) in products.items()
+    }
     no_product = f"{_COPY_NULL}\t{_COPY_NULL}"
     return "".join(
         f"{line}{customer_text.get(e.customer_id, _COPY_NULL)}\t{product_text.get(e.product_id, no_product)}\n"

@@ -102,10 +102,13 @@ class DeadLetters:
                 for message in consumer.consume(500, 1.0):
                     if message.error() is not None:
                         continue
-                    headers = {k: v.decode() for k, v in message.headers() or []}
+                    raw = message.headers() or []
+                    pairs = raw.items() if isinstance(raw, dict) else raw  # a consumed message's are a list
+                    headers = {k: v.decode() for k, v in pairs if isinstance(v, bytes)}
                     found.append([headers.get("dlq.topic"), int(headers["dlq.partition"]), int(headers["dlq.offset"])])
-                    if message.offset() + 1 >= targets[message.partition()]:
-                        remaining.discard(message.partition())
+                    partition, offset = message.partition(), message.offset()
+                    if partition is not None and offset is not None and offset + 1 >= targets[partition]:
+                        remaining.discard(partition)
         finally:
             consumer.close()
         return found

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +38,7 @@ class Fault:
     inject: Callable[[], None]
     restart: Callable[[], str]  # brings it back the production way; says how
     healthy: Callable[[], bool]
-    paths: dict[str, Callable[[float], bool]]  # data path name -> "a change after t came through"
+    paths: Mapping[str, Callable[[float], bool]]  # data path name -> "a change after t came through"
     supervised: str | None = None  # the stream_supervisor job that restarts it; None: a stack service
 
 
@@ -184,7 +184,7 @@ class FaultInjector:
         which stack services came back or stayed down."""
         if watch.healthy_since is not None:
             result.healthy_s = round(watch.healthy_since - at, 1)
-        if watch.recovered():
+        if watch.recovered() and watch.healthy_since is not None:
             result.recovery_s = round(max(watch.healthy_since, *watch.flowing.values()) - at, 1)
         result.notes += [f"{path} flowing after {t - at:.0f} s" for path, t in watch.flowing.items()]
         now_pids = self.service_pids()

@@ -84,7 +84,7 @@ class Probes:
     def spark_path_after(self, since: float) -> bool:
         """The running app has processed an event that happened after `since`."""
         last = self.spark_beat().get("last_event_time")
-        return bool(last) and datetime.fromisoformat(last).timestamp() > since
+        return bool(last) and datetime.fromisoformat(str(last)).timestamp() > since
 
     def stack_healthy(self) -> bool:
         """Every service of the stack runs and answers (`instashop stack status`)."""

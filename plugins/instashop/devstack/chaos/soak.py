@@ -196,3 +196,4 @@ def run(settings: Settings, config: ChaosConfig, json_path: Path, console: Conso
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report.as_dict(), indent=2, default=str))
     console.print(f"report written to {json_path}", highlight=False)
+    return report

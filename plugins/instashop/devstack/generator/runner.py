@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg2
 import psycopg2.extras
@@ -202,7 +203,7 @@ def run(
     """Seed the catalog, then write sessions until the count, the duration or a stop signal."""
     stop = stop or threading.Event()
     summary = Summary(config.run_id, config.session_prefix)
-    extra = {} if config.synchronous_commit else {"options": "-c synchronous_commit=off"}
+    extra: dict[str, Any] = {} if config.synchronous_commit else {"options": "-c synchronous_commit=off"}
 
     def connect():
         # The run id in the application name lets an operator (or a test) find this run's connection.

@@ -85,7 +85,9 @@ class ShopWriter:
         def at(offset_ms: int) -> datetime:
             return start + timedelta(milliseconds=offset_ms)
 
-        head = [(_INSERT_SESSION, (session_id, plan.customer_id, plan.device, start))]
+        head: list[tuple[str, tuple[Any, ...]]] = [
+            (_INSERT_SESSION, (session_id, plan.customer_id, plan.device, start))
+        ]
         head += [_event_statement(e, session_id, plan.customer_id, at(e.at_ms)) for e in plan.events]
         tail = [(_END_SESSION, (ended_at, session_id))]
         if not plan.purchase:

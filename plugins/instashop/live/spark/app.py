@@ -193,7 +193,7 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
             .options(**kafka_auth.spark_options(settings, kafka_auth.SPARK))
             .option("topic", topics.live_aggregates(options.key_prefix))
             .option("kafka.linger.ms", "0")  # send each row at once (the client waits 5 ms by default)
-            .trigger(realTime=options.interval)
+            .trigger(realTime=options.interval)  # type: ignore[call-overload]  # PySpark 4.3 stubs lack it
         )
     else:
         sink = BatchSink(settings.redis_live_writer_url, options.key_prefix, on_rows=heartbeat.rows_written)

@@ -44,7 +44,7 @@ def spark_session(options: Options, settings: Settings, partitions: int):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = SparkConf().setAppName(APP_NAME).setAll(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items())
+    conf = SparkConf().setAppName(APP_NAME).setAll(list(_conf(options, settings, os.environ["SPARK_LOCAL_IP"]).items()))
     launched = "PYSPARK_GATEWAY_PORT" not in os.environ
     if launched:  # we launch the JVM: master, jars and scratch are ours to set
         conf.setMaster(options.master or _default_master(options, partitions))
