@@ -1,22 +1,17 @@
 """The five DAGs against the real services: each run with dag.test(), one triggered through the REST API.
 
-dag.test() runs in a subprocess with `airflow_environment(settings)`: Airflow reads its
-configuration once per process, and this pytest process may already have imported Airflow with a
-throw-away home (tests/unit/test_dags.py). The subprocess shares the stack's metadata database, so
-its runs show in the UI as manual runs triggered by "dag_test". Synthetic warehouse rows live on
+dag.test() runs in a subprocess (tests.support.airflow.run_dag) sharing the stack's metadata database,
+so its runs show in the UI as manual runs triggered by "dag_test". Synthetic warehouse rows live on
 days around 2000-01-01, far from the pipeline's own, and are removed again at once.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,11 +21,11 @@ import pytest
 
 from instashop.capture.connector import ConnectClient, load_config
 from instashop.devstack import generator
-from instashop.devstack.airflow import airflow_environment
 from instashop.ops import jobs, supervisor
 from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.process import wait_until
 from instashop.warehouse import partitions
+from tests.support.airflow import run_dag
 from tests.support.pipeline import (
     Background,
     drop_day_partitions,
@@ -42,68 +37,6 @@ from tests.support.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-DAG_TEST_TIMEOUT = 240
-
-# Loads the DAG from dags/, turns retries off (a failing task must fail the run now, not in five
-# minutes), runs dag.test() and prints the run's state, task states and return values. The DAG is
-# paused meanwhile: the stack's scheduler would otherwise take up the run's task instances too, and
-# the loser of that race fails ("TI was not in a state where it could be marked as running").
-_DAG_TEST = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-from airflow.models.dag import DagModel
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-def set_paused(dag_id, paused):
-    with create_session() as session:
-        model = session.get(DagModel, dag_id)
-        was = model.is_paused if model else None
-        if model:
-            model.is_paused = paused
-    return was
-
-dag_id, conf, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-dag = DagBag(dag_folder=folder, safe_mode=False).dags[dag_id]
-for task in dag.tasks:
-    task.retries = 0
-was_paused = set_paused(dag_id, True)
-try:
-    run = dag.test(run_conf=conf)
-finally:
-    if was_paused is not None:
-        set_paused(dag_id, was_paused)
-with create_session() as session:
-    tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
-    rows = session.query(XComModel).filter(
-        XComModel.dag_id == dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-    )
-    xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-result = {"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "xcom": xcom}
-print("@@RESULT@@" + json.dumps(result, default=str))
-"""
-
-
-@dataclass(frozen=True)
-class DagRun:
-    state: str
-    tasks: dict[str, str]
-    xcom: dict[str, Any]
-    output: str  # the subprocess's stdout and stderr: task logs, tracebacks
-
-
-def run_dag(settings, dag_id: str, conf: dict | None = None) -> DagRun:
-    argv = [sys.executable, "-c", _DAG_TEST, dag_id, json.dumps(conf or {}), str(settings.repo_root / "dags")]
-    proc = subprocess.run(
-        argv, env=airflow_environment(settings), capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT
-    )
-    output = proc.stdout + proc.stderr
-    marker = proc.stdout.rfind("@@RESULT@@")
-    assert proc.returncode == 0 and marker >= 0, f"dag.test() of {dag_id} crashed:\n{output[-5000:]}"
-    result = json.loads(proc.stdout[marker + len("@@RESULT@@") :].splitlines()[0])
-    return DagRun(result["state"], result["tasks"], result["xcom"], output)
-
 
 # --- database helpers --------------------------------------------------------------------------
 
