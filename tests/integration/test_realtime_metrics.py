@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import socket
 import threading
 import time
@@ -24,7 +23,6 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -32,82 +30,21 @@ from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.kafka_auth import ADMIN, client_config
 from instashop.live import metrics as live_metrics
-from instashop.live.spark.app import spark_scratch
-from instashop.ops.jobs import spark_job
 from instashop.ops.process import tail, wait_until
 from tests.support.listeners import descendants, ports_of
+from tests.support.live_app import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 from tests.support.pipeline import Background
 
-# A module-scoped app starts cold in each trigger (up to START_TIMEOUT) inside a test's setup.
+# A module-scoped app starts cold in each trigger (up to tests.support.live_app.START_TIMEOUT) inside a test's setup.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 TRANSACTIONS_TOPIC = "instashop.public.transactions"
 PAGE_VIEWS_TOPIC = "instashop.public.page_views"
-START_TIMEOUT = 600  # a cold Spark driver on a busy 2-core box (seen taking over 360 s at load 35)
 SETTLE_TIMEOUT = 180
-# A Real-time query holds a task, and a streaming-shuffle server, per Kafka partition it reads (18:
-# five CDC topics and the enriched items, 3 partitions each) and per shuffle partition.
-SHUFFLE_SERVERS_AT_LEAST = 18
 # INSTASHOP_LIVE_TRIGGER=micro-batch (or real-time) runs the tests against one trigger only.
 TRIGGERS = (
     [os.environ["INSTASHOP_LIVE_TRIGGER"]] if os.environ.get("INSTASHOP_LIVE_TRIGGER") else ["real-time", "micro-batch"]
 )
-
-
-class LiveApp:
-    """One instance of plugins/instashop/live/spark/app.py and the Redis keys it writes."""
-
-    def __init__(self, settings, checkpoint, trigger: str, *extra_args: str) -> None:
-        run = uuid.uuid4().hex[:8]
-        self.prefix = f"{live_metrics.PREFIX}:it:{run}"
-        args = ["--key-prefix", self.prefix, "--checkpoint", str(checkpoint), "--no-ui", "--watermark", "15 minutes"]
-        args += extra_args
-        args += ["--trigger", trigger]
-        if trigger == "real-time":  # a checkpoint every 10 s (not 5 min): restarts and snapshots come quickly
-            args += ["--interval", "10 seconds"]
-        # State snapshots every other batch, so a restart loads one (not only changelogs) as in production.
-        args += ["--conf", "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"]
-        args += ["--conf", "spark.sql.streaming.stateStore.maintenanceInterval=2s"]
-        self.job = spark_job(settings, *args, name=f"spark-it-{run}")
-        self.redis = redis.Redis.from_url(settings.redis_url)
-        self.kafka = client_config(settings, ADMIN)  # set-up and clean-up; the app runs as `spark`
-        self.checkpoint = checkpoint
-        self.trigger = trigger
-
-    def start(self) -> None:
-        """Start and wait for the first batch: from then on every new record is read."""
-        started = time.time()
-        self.job.start()
-        ready = wait_until(lambda: self._batch_after(started) or self.job.pid() is None, START_TIMEOUT, 1)
-        assert ready and self.job.pid(), f"the app did not start:\n{tail(self.job.process.log_file)}"
-
-    def _batch_after(self, moment: float) -> bool:
-        beat = self.heartbeat()
-        return bool(beat and beat.get("batch_id") and beat.get("pid") == str(self.job.pid()) and _after(beat, moment))
-
-    def scratch_files(self) -> set[str]:
-        """The running driver's temporary files: its state stores' RocksDB copies and the native
-        libraries its JVM unpacked (named afresh by every start)."""
-        scratch = spark_scratch(self.checkpoint)
-        return {p.name for p in [*scratch.glob("local/*/StateStoreId*"), *scratch.glob("tmp/librocksdbjni*.so")]}
-
-    def heartbeat(self) -> dict | None:
-        return live_metrics.read_heartbeat(self.redis, self.prefix)
-
-    def window(self, width: str, start: int) -> dict:
-        return live_metrics.read_window(self.redis, width, start, self.prefix) or {"transactions": 0, "categories": {}}
-
-    def cleanup(self) -> None:
-        self.job.stop()
-        for key in self.redis.scan_iter(f"{self.prefix}:*", count=1000):
-            self.redis.delete(key)
-        AdminClient(self.kafka).delete_topics([topics.live_aggregates(self.prefix)])
-        shutil.rmtree(self.checkpoint, ignore_errors=True)
-        self.job.process.log_file.unlink(missing_ok=True)
-
-
-def _after(beat: dict, moment: float) -> bool:
-    return datetime.fromisoformat(beat["updated_at"]).timestamp() >= moment
 
 
 @pytest.fixture(scope="module", params=TRIGGERS)
