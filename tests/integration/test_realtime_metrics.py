@@ -23,7 +23,6 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from instashop import kafka_auth
@@ -31,6 +30,7 @@ from instashop.capture import topics
 from instashop.kafka_auth import ADMIN, client_config
 from instashop.live import metrics as live_metrics
 from instashop.ops.process import tail, wait_until
+from tests.support.kafka import messages_of, produce
 from tests.support.listeners import descendants, ports_of
 from tests.support.live_app import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 from tests.support.pipeline import Background
@@ -245,50 +245,6 @@ def _random_orders(shop: Shop, minute: int, count: int, seed: int) -> list[tuple
     return orders
 
 
-# --- Kafka side -------------------------------------------------------------------------------------
-
-
-def _messages_of(settings, topic: str, since: float, transaction_id: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) of the messages of `topic` since `since` of this transaction (a change or an item)."""
-    consumer = Consumer({**client_config(settings, ADMIN), "group.id": "test-live", "enable.auto.commit": False})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    starts = consumer.offsets_for_times([TopicPartition(topic, p, int(since * 1000)) for p in partitions], timeout=10)
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    consumer.assign([tp for tp in starts if tp.offset >= 0])
-    found, done = [], {tp.partition for tp in starts if tp.offset < 0 or tp.offset >= ends[tp.partition]}
-    deadline = time.monotonic() + 30
-    while len(done) < len(partitions) and time.monotonic() < deadline:
-        for message in consumer.consume(500, 1.0):
-            if message.error():
-                continue
-            if message.value() and _transaction_id(message.value()) == transaction_id:
-                found.append((message.key(), message.value()))
-            if message.offset() + 1 >= ends[message.partition()]:
-                done.add(message.partition())
-    consumer.close()
-    return found
-
-
-def _transaction_id(value: bytes) -> int | None:
-    """A CDC change's `after.transaction_id`, or an enriched item's `transaction_id`."""
-    try:
-        record = json.loads(value)
-    except ValueError:  # the malformed records other tests put on the topics
-        return None
-    if not isinstance(record, dict):
-        return None
-    after = record.get("after") if isinstance(record.get("after"), dict) else {}
-    return after.get("transaction_id") or record.get("transaction_id")
-
-
-def _produce(settings, records: list[tuple[str, bytes | None, bytes, int | None]]) -> None:
-    """(topic, key, value, Kafka timestamp ms or None) onto the real topics."""
-    producer = Producer(client_config(settings, ADMIN))
-    for topic, key, value, timestamp in records:
-        producer.produce(topic, key=key, value=value, **({"timestamp": timestamp} if timestamp else {}))
-    assert producer.flush(10) == 0
-
-
 # --- tests --------------------------------------------------------------------------------------------
 
 
@@ -327,10 +283,10 @@ def test_redelivered_changes_and_items_are_not_counted_twice(settings, live_app,
     again = [
         (topic, key, value, None)
         for topic in (TRANSACTIONS_TOPIC, topics.ENRICHED_TRANSACTION_ITEMS)
-        for key, value in _messages_of(settings, topic, since, shop.created[-1])
+        for key, value in messages_of(settings, topic, since, shop.created[-1])
     ]
     assert len(again) == 3, "the order and its two items should be on their topics"
-    _produce(settings, again)
+    produce(settings, again)
     barrier = minute + 30.5
     shop.order(barrier, Decimal("1.00"))  # read after the copies: once it shows, they were processed
     expected.add(barrier, Decimal("1.00"))
@@ -352,7 +308,7 @@ def test_malformed_records_are_counted_and_skipped(settings, live_app, shop):
         ),
         (topics.ENRICHED_TRANSACTION_ITEMS, key, b"[]", kafka_minute * 1000 + 15_000),
     ]
-    _produce(settings, poison)
+    produce(settings, poison)
     minute = quiet_minute(live_app, age=2)
     expected = Expected()
     shop.order(minute + 1, Decimal("12.34"))  # after the poison: the query goes on
@@ -511,7 +467,7 @@ def test_app_started_before_any_change_was_captured_counts_what_comes(settings, 
         created_at = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
         after = {"transaction_id": 1, "customer_id": 1, "total_amount": "12.34", "created_at": created_at}
         key = json.dumps({"transaction_id": 1}).encode()
-        _produce(
+        produce(
             settings,
             [(f"{topic_prefix}.public.transactions", key, json.dumps({"op": "c", "after": after}).encode(), None)],
         )
