@@ -26,25 +26,20 @@ from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.process import wait_until
 from instashop.warehouse import partitions
 from tests.support.airflow import run_dag
+from tests.support.live_app import wait_for_batches
 from tests.support.pipeline import (
     Background,
     drop_day_partitions,
+    execute,
     fetch,
     joined,
     run_sessions,
+    settled_cart_event,
     spec_answers_equal_truth,
     wait_until_caught_up,
 )
 
 pytestmark = pytest.mark.integration
-
-# --- database helpers --------------------------------------------------------------------------
-
-
-def execute(dsn: str, statement: str, args: tuple | dict | None = None) -> int:
-    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        return cur.rowcount
 
 
 # --- dwh_partition_maintenance -----------------------------------------------------------------
@@ -275,7 +270,7 @@ def test_backfill_triggered_through_the_rest_api(settings, known_sessions, airfl
 @pytest.mark.timeout(400)
 def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipeline):
     conf = {"lookback_days": 1, "settle_minutes": 1}
-    row = _settled_cart_event(settings)
+    row = settled_cart_event(settings)
     clean = run_dag(settings, "dwh_reconciliation", conf)
     assert clean.state == "success", clean.output[-5000:]
 
@@ -292,28 +287,6 @@ def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipelin
     assert run.state == "failed"
     assert "ReconciliationError" in run.output and f"cart_event {ts.date()}:" in run.output
     assert "difference +0 rows, +1.00 amount" in run.output
-
-
-def _settled_cart_event(settings) -> tuple[str, datetime, Any]:
-    """A cart event older than the settle time, within today or yesterday (generating some if needed)."""
-    query = (
-        "SELECT event_key, \"timestamp\", amount FROM realtime_events WHERE event_type = 'cart_event' "
-        "AND \"timestamp\" < (now() AT TIME ZONE 'UTC') - interval '2 minutes' "
-        "AND \"timestamp\" >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day' "
-        'ORDER BY "timestamp" DESC LIMIT 1'
-    )
-    rows = fetch(settings.dwh_readonly_dsn, query)
-    if not rows:
-        generator.run(settings.oltp_dsn, generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
-        wait_until_caught_up(settings)
-
-        def settled() -> bool:  # one of the new cart events is older than the settle time (2 minutes)
-            rows[:] = fetch(settings.dwh_readonly_dsn, query)
-            return bool(rows)
-
-        wait_until(settled, 180, 5)
-    assert rows, "no cart event to tamper with"
-    return rows[0]
 
 
 LIVE_DAY = date(2000, 3, 1)
@@ -458,14 +431,14 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
     try:
         first = supervisor.check_job(spec)
         assert (first.status, first.action) == (supervisor.DOWN, supervisor.STARTED), first.details
-        batch = _wait_for_batches(client, prefix, job.pid())
+        batch = wait_for_batches(client, prefix, job.pid())
         job.kill()  # driver and JVM at once, as a crash would
         assert job.pid() is None
 
         second = supervisor.check_job(spec)
         assert (second.status, second.action) == (supervisor.DOWN, supervisor.STARTED), second.details
         assert second.details["new_pid"] != first.details["new_pid"]
-        assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
+        assert wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
     finally:
         stop_load.set()
         joined(writer, timeout=60)
@@ -473,19 +446,6 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
-
-
-def _wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, timeout: float = 300) -> int:
-    """The batch id the app reports once it runs (as pid) past batch `after`."""
-    from instashop.live import metrics as live_metrics
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        beat = live_metrics.read_heartbeat(client, prefix) or {}
-        if beat.get("pid") == str(pid) and beat.get("status") == "running" and int(beat.get("batch_id") or -1) > after:
-            return int(beat["batch_id"])
-        time.sleep(2)
-    raise AssertionError(f"the Spark app (pid {pid}) ran no batch past {after} within {timeout:.0f}s: {beat}")
 
 
 @pytest.mark.timeout(600)

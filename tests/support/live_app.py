@@ -1,7 +1,8 @@
-"""The live-metrics Spark app as the tests run it: an instance of its own (key prefix live:it:<id>,
-its own checkpoint, no UI) that disturbs nobody's live:* keys, started, read and cleaned up.
+"""The live-metrics Spark app as the tests run it: LiveApp, an instance of its own (key prefix
+live:it:<id>, its own checkpoint, no UI) that disturbs nobody's live:* keys, started, read and cleaned
+up; and wait_for_batches, which follows any instance's batches by its heartbeat.
 
-Used by the live-metrics tests and the listen-address test (its streaming-shuffle servers).
+Used by the live-metrics, listen-address and stream_supervisor tests.
 """
 
 import shutil
@@ -79,3 +80,14 @@ class LiveApp:
 
 def _after(beat: dict, moment: float) -> bool:
     return datetime.fromisoformat(beat["updated_at"]).timestamp() >= moment
+
+
+def wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, timeout: float = 300) -> int:
+    """The batch id the app reports once it runs (as pid) past batch `after`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        beat = live_metrics.read_heartbeat(client, prefix) or {}
+        if beat.get("pid") == str(pid) and beat.get("status") == "running" and int(beat.get("batch_id") or -1) > after:
+            return int(beat["batch_id"])
+        time.sleep(2)
+    raise AssertionError(f"the Spark app (pid {pid}) ran no batch past {after} within {timeout:.0f}s: {beat}")
