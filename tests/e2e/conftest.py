@@ -1,2 +1,2 @@
-# The pipeline fixtures of the integration tests (consumer and connector running) serve here too.
-from tests.integration.conftest import cdc_pipeline  # noqa: F401
+# The pipeline fixture of the integration tests (consumer and connector running) serves here too.
+from tests.support.fixtures import cdc_pipeline  # noqa: F401

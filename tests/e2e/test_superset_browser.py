@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from instashop.devstack import generator
 from instashop.settings import Settings
-from tests.integration.test_superset_dashboards import DASHBOARD_SLUGS, LiveSource, SupersetApi, running_live_app
 from tests.support.pipeline import joined
+from tests.support.superset import DASHBOARD_SLUGS, LiveSource, SupersetApi, running_live_app
 
 pytestmark = pytest.mark.integration
 

@@ -1,27 +1,10 @@
-import time
-
 import psycopg2
 import pytest
 
-from instashop.capture.connector import ConnectClient
-from instashop.ops.jobs import consumer_job, generator_job
+from instashop.ops.jobs import generator_job
 
-
-@pytest.fixture(scope="session")
-def cdc_pipeline(settings):
-    """Debezium connector running and the consumer job started (left as found afterwards)."""
-    connect = ConnectClient(settings)
-    connect.register()
-    deadline = time.monotonic() + 90
-    while not connect.state().healthy:
-        assert time.monotonic() < deadline, f"connector not running: {connect.state()}"
-        time.sleep(1)
-    job = consumer_job(settings)
-    was_running = job.pid() is not None
-    job.start()
-    yield job
-    if not was_running:
-        job.stop()
+# The pipeline fixture (consumer and connector running), shared with tests/e2e.
+from tests.support.fixtures import cdc_pipeline  # noqa: F401
 
 
 @pytest.fixture

@@ -1,22 +1,17 @@
 """The five DAGs against the real services: each run with dag.test(), one triggered through the REST API.
 
-dag.test() runs in a subprocess with `airflow_environment(settings)`: Airflow reads its
-configuration once per process, and this pytest process may already have imported Airflow with a
-throw-away home (tests/unit/test_dags.py). The subprocess shares the stack's metadata database, so
-its runs show in the UI as manual runs triggered by "dag_test". Synthetic warehouse rows live on
+dag.test() runs in a subprocess (tests.support.airflow.run_dag) sharing the stack's metadata database,
+so its runs show in the UI as manual runs triggered by "dag_test". Synthetic warehouse rows live on
 days around 2000-01-01, far from the pipeline's own, and are removed again at once.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,92 +21,25 @@ import pytest
 
 from instashop.capture.connector import ConnectClient, load_config
 from instashop.devstack import generator
-from instashop.devstack.airflow import airflow_environment
 from instashop.ops import jobs, supervisor
 from instashop.ops.airflow_api import AirflowApiError, AirflowClient
 from instashop.ops.process import wait_until
 from instashop.warehouse import partitions
+from tests.support.airflow import run_dag
+from tests.support.live_app import wait_for_batches
 from tests.support.pipeline import (
     Background,
     drop_day_partitions,
+    execute,
     fetch,
     joined,
     run_sessions,
+    settled_cart_event,
     spec_answers_equal_truth,
     wait_until_caught_up,
 )
 
 pytestmark = pytest.mark.integration
-
-DAG_TEST_TIMEOUT = 240
-
-# Loads the DAG from dags/, turns retries off (a failing task must fail the run now, not in five
-# minutes), runs dag.test() and prints the run's state, task states and return values. The DAG is
-# paused meanwhile: the stack's scheduler would otherwise take up the run's task instances too, and
-# the loser of that race fails ("TI was not in a state where it could be marked as running").
-_DAG_TEST = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-from airflow.models.dag import DagModel
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-def set_paused(dag_id, paused):
-    with create_session() as session:
-        model = session.get(DagModel, dag_id)
-        was = model.is_paused if model else None
-        if model:
-            model.is_paused = paused
-    return was
-
-dag_id, conf, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-dag = DagBag(dag_folder=folder, safe_mode=False).dags[dag_id]
-for task in dag.tasks:
-    task.retries = 0
-was_paused = set_paused(dag_id, True)
-try:
-    run = dag.test(run_conf=conf)
-finally:
-    if was_paused is not None:
-        set_paused(dag_id, was_paused)
-with create_session() as session:
-    tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
-    rows = session.query(XComModel).filter(
-        XComModel.dag_id == dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-    )
-    xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-result = {"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "xcom": xcom}
-print("@@RESULT@@" + json.dumps(result, default=str))
-"""
-
-
-@dataclass(frozen=True)
-class DagRun:
-    state: str
-    tasks: dict[str, str]
-    xcom: dict[str, Any]
-    output: str  # the subprocess's stdout and stderr: task logs, tracebacks
-
-
-def run_dag(settings, dag_id: str, conf: dict | None = None) -> DagRun:
-    argv = [sys.executable, "-c", _DAG_TEST, dag_id, json.dumps(conf or {}), str(settings.repo_root / "dags")]
-    proc = subprocess.run(
-        argv, env=airflow_environment(settings), capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT
-    )
-    output = proc.stdout + proc.stderr
-    marker = proc.stdout.rfind("@@RESULT@@")
-    assert proc.returncode == 0 and marker >= 0, f"dag.test() of {dag_id} crashed:\n{output[-5000:]}"
-    result = json.loads(proc.stdout[marker + len("@@RESULT@@") :].splitlines()[0])
-    return DagRun(result["state"], result["tasks"], result["xcom"], output)
-
-
-# --- database helpers --------------------------------------------------------------------------
-
-
-def execute(dsn: str, statement: str, args: tuple | dict | None = None) -> int:
-    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
-        cur.execute(statement, args)
-        return cur.rowcount
 
 
 # --- dwh_partition_maintenance -----------------------------------------------------------------
@@ -342,7 +270,7 @@ def test_backfill_triggered_through_the_rest_api(settings, known_sessions, airfl
 @pytest.mark.timeout(400)
 def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipeline):
     conf = {"lookback_days": 1, "settle_minutes": 1}
-    row = _settled_cart_event(settings)
+    row = settled_cart_event(settings)
     clean = run_dag(settings, "dwh_reconciliation", conf)
     assert clean.state == "success", clean.output[-5000:]
 
@@ -359,28 +287,6 @@ def test_reconciliation_passes_then_detects_a_tampered_row(settings, cdc_pipelin
     assert run.state == "failed"
     assert "ReconciliationError" in run.output and f"cart_event {ts.date()}:" in run.output
     assert "difference +0 rows, +1.00 amount" in run.output
-
-
-def _settled_cart_event(settings) -> tuple[str, datetime, Any]:
-    """A cart event older than the settle time, within today or yesterday (generating some if needed)."""
-    query = (
-        "SELECT event_key, \"timestamp\", amount FROM realtime_events WHERE event_type = 'cart_event' "
-        "AND \"timestamp\" < (now() AT TIME ZONE 'UTC') - interval '2 minutes' "
-        "AND \"timestamp\" >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day' "
-        'ORDER BY "timestamp" DESC LIMIT 1'
-    )
-    rows = fetch(settings.dwh_readonly_dsn, query)
-    if not rows:
-        generator.run(settings.oltp_dsn, generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
-        wait_until_caught_up(settings)
-
-        def settled() -> bool:  # one of the new cart events is older than the settle time (2 minutes)
-            rows[:] = fetch(settings.dwh_readonly_dsn, query)
-            return bool(rows)
-
-        wait_until(settled, 180, 5)
-    assert rows, "no cart event to tamper with"
-    return rows[0]
 
 
 LIVE_DAY = date(2000, 3, 1)
@@ -525,14 +431,14 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
     try:
         first = supervisor.check_job(spec)
         assert (first.status, first.action) == (supervisor.DOWN, supervisor.STARTED), first.details
-        batch = _wait_for_batches(client, prefix, job.pid())
+        batch = wait_for_batches(client, prefix, job.pid())
         job.kill()  # driver and JVM at once, as a crash would
         assert job.pid() is None
 
         second = supervisor.check_job(spec)
         assert (second.status, second.action) == (supervisor.DOWN, supervisor.STARTED), second.details
         assert second.details["new_pid"] != first.details["new_pid"]
-        assert _wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
+        assert wait_for_batches(client, prefix, job.pid(), after=batch) > batch  # resumed, not restarted at 0
     finally:
         stop_load.set()
         joined(writer, timeout=60)
@@ -540,19 +446,6 @@ def test_supervisor_restarts_a_killed_spark_app_which_resumes(settings, cdc_pipe
         job.process.pid_file.with_name(f"{job.name}.supervisor.lock").unlink(missing_ok=True)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
-
-
-def _wait_for_batches(client, prefix: str, pid: int | None, after: int = -1, timeout: float = 300) -> int:
-    """The batch id the app reports once it runs (as pid) past batch `after`."""
-    from instashop.live import metrics as live_metrics
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        beat = live_metrics.read_heartbeat(client, prefix) or {}
-        if beat.get("pid") == str(pid) and beat.get("status") == "running" and int(beat.get("batch_id") or -1) > after:
-            return int(beat["batch_id"])
-        time.sleep(2)
-    raise AssertionError(f"the Spark app (pid {pid}) ran no batch past {after} within {timeout:.0f}s: {beat}")
 
 
 @pytest.mark.timeout(600)

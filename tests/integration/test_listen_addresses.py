@@ -16,8 +16,8 @@ import time
 import pytest
 
 from instashop.ops.process import wait_until
-from tests.integration.test_realtime_metrics import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 from tests.support.listeners import LOOPBACK, descendants, host_of, listening
+from tests.support.live_app import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 
 pytestmark = pytest.mark.integration
 

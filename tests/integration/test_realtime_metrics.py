@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import socket
 import threading
 import time
@@ -24,90 +23,28 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.kafka_auth import ADMIN, client_config
 from instashop.live import metrics as live_metrics
-from instashop.live.spark.app import spark_scratch
-from instashop.ops.jobs import spark_job
 from instashop.ops.process import tail, wait_until
+from tests.support.kafka import messages_of, produce
 from tests.support.listeners import descendants, ports_of
+from tests.support.live_app import SHUFFLE_SERVERS_AT_LEAST, LiveApp
 from tests.support.pipeline import Background
 
-# A module-scoped app starts cold in each trigger (up to START_TIMEOUT) inside a test's setup.
+# A module-scoped app starts cold in each trigger (up to tests.support.live_app.START_TIMEOUT) inside a test's setup.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 TRANSACTIONS_TOPIC = "instashop.public.transactions"
 PAGE_VIEWS_TOPIC = "instashop.public.page_views"
-START_TIMEOUT = 600  # a cold Spark driver on a busy 2-core box (seen taking over 360 s at load 35)
 SETTLE_TIMEOUT = 180
-# A Real-time query holds a task, and a streaming-shuffle server, per Kafka partition it reads (18:
-# five CDC topics and the enriched items, 3 partitions each) and per shuffle partition.
-SHUFFLE_SERVERS_AT_LEAST = 18
 # INSTASHOP_LIVE_TRIGGER=micro-batch (or real-time) runs the tests against one trigger only.
 TRIGGERS = (
     [os.environ["INSTASHOP_LIVE_TRIGGER"]] if os.environ.get("INSTASHOP_LIVE_TRIGGER") else ["real-time", "micro-batch"]
 )
-
-
-class LiveApp:
-    """One instance of plugins/instashop/live/spark/app.py and the Redis keys it writes."""
-
-    def __init__(self, settings, checkpoint, trigger: str, *extra_args: str) -> None:
-        run = uuid.uuid4().hex[:8]
-        self.prefix = f"{live_metrics.PREFIX}:it:{run}"
-        args = ["--key-prefix", self.prefix, "--checkpoint", str(checkpoint), "--no-ui", "--watermark", "15 minutes"]
-        args += extra_args
-        args += ["--trigger", trigger]
-        if trigger == "real-time":  # a checkpoint every 10 s (not 5 min): restarts and snapshots come quickly
-            args += ["--interval", "10 seconds"]
-        # State snapshots every other batch, so a restart loads one (not only changelogs) as in production.
-        args += ["--conf", "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"]
-        args += ["--conf", "spark.sql.streaming.stateStore.maintenanceInterval=2s"]
-        self.job = spark_job(settings, *args, name=f"spark-it-{run}")
-        self.redis = redis.Redis.from_url(settings.redis_url)
-        self.kafka = client_config(settings, ADMIN)  # set-up and clean-up; the app runs as `spark`
-        self.checkpoint = checkpoint
-        self.trigger = trigger
-
-    def start(self) -> None:
-        """Start and wait for the first batch: from then on every new record is read."""
-        started = time.time()
-        self.job.start()
-        ready = wait_until(lambda: self._batch_after(started) or self.job.pid() is None, START_TIMEOUT, 1)
-        assert ready and self.job.pid(), f"the app did not start:\n{tail(self.job.process.log_file)}"
-
-    def _batch_after(self, moment: float) -> bool:
-        beat = self.heartbeat()
-        return bool(beat and beat.get("batch_id") and beat.get("pid") == str(self.job.pid()) and _after(beat, moment))
-
-    def scratch_files(self) -> set[str]:
-        """The running driver's temporary files: its state stores' RocksDB copies and the native
-        libraries its JVM unpacked (named afresh by every start)."""
-        scratch = spark_scratch(self.checkpoint)
-        return {p.name for p in [*scratch.glob("local/*/StateStoreId*"), *scratch.glob("tmp/librocksdbjni*.so")]}
-
-    def heartbeat(self) -> dict | None:
-        return live_metrics.read_heartbeat(self.redis, self.prefix)
-
-    def window(self, width: str, start: int) -> dict:
-        return live_metrics.read_window(self.redis, width, start, self.prefix) or {"transactions": 0, "categories": {}}
-
-    def cleanup(self) -> None:
-        self.job.stop()
-        for key in self.redis.scan_iter(f"{self.prefix}:*", count=1000):
-            self.redis.delete(key)
-        AdminClient(self.kafka).delete_topics([topics.live_aggregates(self.prefix)])
-        shutil.rmtree(self.checkpoint, ignore_errors=True)
-        self.job.process.log_file.unlink(missing_ok=True)
-
-
-def _after(beat: dict, moment: float) -> bool:
-    return datetime.fromisoformat(beat["updated_at"]).timestamp() >= moment
 
 
 @pytest.fixture(scope="module", params=TRIGGERS)
@@ -308,50 +245,6 @@ def _random_orders(shop: Shop, minute: int, count: int, seed: int) -> list[tuple
     return orders
 
 
-# --- Kafka side -------------------------------------------------------------------------------------
-
-
-def _messages_of(settings, topic: str, since: float, transaction_id: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) of the messages of `topic` since `since` of this transaction (a change or an item)."""
-    consumer = Consumer({**client_config(settings, ADMIN), "group.id": "test-live", "enable.auto.commit": False})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    starts = consumer.offsets_for_times([TopicPartition(topic, p, int(since * 1000)) for p in partitions], timeout=10)
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    consumer.assign([tp for tp in starts if tp.offset >= 0])
-    found, done = [], {tp.partition for tp in starts if tp.offset < 0 or tp.offset >= ends[tp.partition]}
-    deadline = time.monotonic() + 30
-    while len(done) < len(partitions) and time.monotonic() < deadline:
-        for message in consumer.consume(500, 1.0):
-            if message.error():
-                continue
-            if message.value() and _transaction_id(message.value()) == transaction_id:
-                found.append((message.key(), message.value()))
-            if message.offset() + 1 >= ends[message.partition()]:
-                done.add(message.partition())
-    consumer.close()
-    return found
-
-
-def _transaction_id(value: bytes) -> int | None:
-    """A CDC change's `after.transaction_id`, or an enriched item's `transaction_id`."""
-    try:
-        record = json.loads(value)
-    except ValueError:  # the malformed records other tests put on the topics
-        return None
-    if not isinstance(record, dict):
-        return None
-    after = record.get("after") if isinstance(record.get("after"), dict) else {}
-    return after.get("transaction_id") or record.get("transaction_id")
-
-
-def _produce(settings, records: list[tuple[str, bytes | None, bytes, int | None]]) -> None:
-    """(topic, key, value, Kafka timestamp ms or None) onto the real topics."""
-    producer = Producer(client_config(settings, ADMIN))
-    for topic, key, value, timestamp in records:
-        producer.produce(topic, key=key, value=value, **({"timestamp": timestamp} if timestamp else {}))
-    assert producer.flush(10) == 0
-
-
 # --- tests --------------------------------------------------------------------------------------------
 
 
@@ -390,10 +283,10 @@ def test_redelivered_changes_and_items_are_not_counted_twice(settings, live_app,
     again = [
         (topic, key, value, None)
         for topic in (TRANSACTIONS_TOPIC, topics.ENRICHED_TRANSACTION_ITEMS)
-        for key, value in _messages_of(settings, topic, since, shop.created[-1])
+        for key, value in messages_of(settings, topic, since, shop.created[-1])
     ]
     assert len(again) == 3, "the order and its two items should be on their topics"
-    _produce(settings, again)
+    produce(settings, again)
     barrier = minute + 30.5
     shop.order(barrier, Decimal("1.00"))  # read after the copies: once it shows, they were processed
     expected.add(barrier, Decimal("1.00"))
@@ -415,7 +308,7 @@ def test_malformed_records_are_counted_and_skipped(settings, live_app, shop):
         ),
         (topics.ENRICHED_TRANSACTION_ITEMS, key, b"[]", kafka_minute * 1000 + 15_000),
     ]
-    _produce(settings, poison)
+    produce(settings, poison)
     minute = quiet_minute(live_app, age=2)
     expected = Expected()
     shop.order(minute + 1, Decimal("12.34"))  # after the poison: the query goes on
@@ -574,7 +467,7 @@ def test_app_started_before_any_change_was_captured_counts_what_comes(settings, 
         created_at = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
         after = {"transaction_id": 1, "customer_id": 1, "total_amount": "12.34", "created_at": created_at}
         key = json.dumps({"transaction_id": 1}).encode()
-        _produce(
+        produce(
             settings,
             [(f"{topic_prefix}.public.transactions", key, json.dumps({"op": "c", "after": after}).encode(), None)],
         )

@@ -10,77 +10,41 @@ comparison is bracketed: the source before and after the chart must agree, else 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
-import redis
-import requests
-import yaml
 
 from instashop.devstack import generator
-from instashop.live import metrics as live_metrics
-from instashop.ops import jobs
 from instashop.settings import Settings
 from instashop.warehouse.spec_queries import SPEC_QUERIES
+from tests.support.chart_checks import (
+    Dwh,
+    Expect,
+    Records,
+    Source,
+    assert_close,
+    bracketed,
+    by_outcome,
+    group,
+    keyed,
+    number,
+    single,
+    table_rows,
+    top,
+    total,
+)
 from tests.support.pipeline import fetch, wait_until_caught_up
+from tests.support.superset import DASHBOARD_SLUGS, LiveSource, SupersetApi, bundle_charts, running_live_app
 
 pytestmark = pytest.mark.integration
-
-BUNDLE = Path(__file__).resolve().parents[2] / "superset" / "dashboards"
-DASHBOARD_SLUGS = ("sales", "customers", "products", "sessions", "live", "pipeline-health")
-TIMEOUT = 60  # a cold worker's first call loads a lot of Superset
-ATTEMPTS = 10  # brackets tried before a comparison gives up on a DWH that keeps changing
-
-
-# --- Superset's REST API ------------------------------------------------------------------------
-
-
-class SupersetApi:
-    def __init__(self, settings: Settings) -> None:
-        self.url = settings.superset_url
-        self.session = requests.Session()
-        login = {
-            "username": settings.superset_admin_user,
-            "password": settings.superset_admin_password,
-            "provider": "db",
-            "refresh": True,
-        }
-        response = self.session.post(f"{self.url}/api/v1/security/login", json=login, timeout=TIMEOUT)
-        response.raise_for_status()
-        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-        # Writes need the CSRF token of this session and a Referer.
-        csrf = self.get("/api/v1/security/csrf_token/")["result"]
-        self.session.headers.update({"X-CSRFToken": csrf, "Referer": self.url})
-
-    def get(self, path: str, **params: str) -> dict[str, Any]:
-        response = self.session.get(f"{self.url}{path}", params=params, timeout=TIMEOUT)
-        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
-        return response.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
-        return self.session.post(f"{self.url}{path}", json=body, timeout=TIMEOUT)
-
-    def chart_records(self, chart_id: int) -> list[dict[str, Any]]:
-        """The chart's saved query, run now (past the cache): its rows, after checking it had no error."""
-        body = self.get(f"/api/v1/chart/{chart_id}/data/", force="true")
-        [result] = body["result"]
-        assert not result.get("error"), result["error"]
-        assert result["status"] == "success", result
-        return result["data"]
-
-    def sqllab(self, database_id: int, sql: str) -> requests.Response:
-        body = {"database_id": database_id, "sql": sql, "schema": "public", "runAsync": False}
-        return self.post("/api/v1/sqllab/execute/", body)
 
 
 @pytest.fixture(scope="module")
@@ -111,159 +75,14 @@ def shop_data(settings: Settings, cdc_pipeline) -> None:
 
 # --- what each chart must show --------------------------------------------------------------------
 
-Rows = list[tuple]
-Records = list[dict[str, Any]]
-
-
-class Dwh:
-    """Queries on the DWH through the read-only DSN (its repr, shown in failures, holds no password)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._dsn = settings.dwh_readonly_dsn
-
-    def __repr__(self) -> str:
-        return "Dwh(DWH_READONLY_DSN)"
-
-    def rows(self, sql: str) -> Rows:
-        return fetch(self._dsn, sql)
-
 
 @pytest.fixture(scope="module")
 def dwh(settings: Settings) -> Dwh:
     return Dwh(settings)
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a chart's truth comes from: a query on the DWH run by the test."""
-
-    sql: str
-
-    def read(self, dwh: Dwh) -> Rows:
-        return dwh.rows(self.sql)
-
-
-@dataclass(frozen=True)
-class Expect:
-    source: Source
-    # (chart records, source rows) -> None, raising AssertionError on a difference.
-    verify: Callable[[Records, Rows], None]
-    # Sources whose answer depends on now() cannot be bracketed; their checks carry tolerances.
-    volatile: bool = False
-
-
 def _sql(name: str) -> Source:
     return Source(SPEC_QUERIES[name])
-
-
-def number(value: Any) -> Any:
-    """Chart JSON and psycopg2 values on one footing: numbers as float, times as epoch ms (UTC)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        return float(value)
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return aware.timestamp() * 1000
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000
-    return value
-
-
-def assert_close(got: Any, want: Any, where: str = "", rel: float = 1e-9, abs_: float = 1e-6) -> None:
-    """Deep equality, numbers within a rounding tolerance (Superset sends them as JSON floats)."""
-    got, want = number(got), number(want)
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and got.keys() == want.keys(), f"{where}: keys {got} != {want}"
-        for key in want:
-            assert_close(got[key], want[key], f"{where}[{key!r}]", rel, abs_)
-    elif isinstance(want, (list, tuple)):
-        assert isinstance(got, (list, tuple)) and len(got) == len(want), f"{where}: {got} != {want}"
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_close(g, w, f"{where}[{i}]", rel, abs_)
-    elif isinstance(want, float) and isinstance(got, float):
-        assert math.isclose(got, want, rel_tol=rel, abs_tol=abs_), f"{where}: {got} != {want}"
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
-
-
-def total(index: int, divide_by: int | None = None) -> Callable[[Rows], float]:
-    """Sum of a column of the source, or the ratio of two column sums."""
-
-    def compute(rows: Rows) -> float:
-        value = sum(Decimal(row[index] or 0) for row in rows)
-        if divide_by is None:
-            return float(value)
-        return float(value / sum(Decimal(row[divide_by]) for row in rows))
-
-    return compute
-
-
-def single(label: str, compute: Callable[[Rows], Any]) -> Callable[[Records, Rows], None]:
-    """A Big Number: one record, one value."""
-
-    def verify(records: Records, rows: Rows) -> None:
-        assert_close(records, [{label: compute(rows)}], label)
-
-    return verify
-
-
-def keyed(key: str, label: str, compute: Callable[[Rows], dict[Any, Any]]) -> Callable[[Records, Rows], None]:
-    """One record per key (a category, a day); order does not matter."""
-
-    def verify(records: Records, rows: Rows) -> None:
-        got = {number(r[key]): r[label] for r in records}
-        want = {number(k): v for k, v in compute(rows).items()}
-        assert len(got) == len(records), f"{key} repeats in {records}"
-        assert_close(got, want, label)
-
-    return verify
-
-
-def group(rows: Rows, key: Callable[[tuple], Any], value: Callable[[Iterable[tuple]], Any]) -> dict[Any, Any]:
-    groups: dict[Any, list[tuple]] = {}
-    for row in rows:
-        groups.setdefault(key(row), []).append(row)
-    return {k: value(members) for k, members in groups.items()}
-
-
-def top(key: Callable[[dict], Any], label: str, spec_key: int, spec_value: int, n: int) -> Callable[..., None]:
-    """The n largest by a value: the same values as the source's n largest (ties may swap rows)."""
-
-    def verify(records: Records, rows: Rows) -> None:
-        want_values = sorted((float(r[spec_value]) for r in rows), reverse=True)[:n]
-        assert_close([r[label] for r in records], want_values, f"top {n} {label}")
-        by_key = {row[spec_key]: float(row[spec_value]) for row in rows}
-        for record in records:
-            assert_close(record[label], by_key[key(record)], f"{label} of {key(record)}")
-
-    return verify
-
-
-def table_rows(columns: list[str], n: int, order_index: int, desc: bool = True) -> Callable[[Records, Rows], None]:
-    """A raw table: its rows are source rows, in the source's order of one column, n of them."""
-
-    def verify(records: Records, rows: Rows) -> None:
-        ordered = sorted(rows, key=lambda r: number(r[order_index]), reverse=desc)[:n]
-        assert_close([record[columns[order_index]] for record in records], [r[order_index] for r in ordered])
-        source = Counter(tuple(number(v) for v in row) for row in rows)
-        for record in records:
-            got = tuple(number(record[c]) for c in columns)
-            assert any(_close_tuple(got, row) for row in source), f"row {got} is not in the source"
-
-    return verify
-
-
-def _close_tuple(got: tuple, want: tuple) -> bool:
-    try:
-        assert_close(got, want)
-    except AssertionError:
-        return False
-    return True
-
-
-def by_outcome(rows: Rows, index: int) -> dict[str, Any]:
-    return {(row[0] or "in progress"): row[index] for row in rows}
 
 
 HOURLY_REVENUE = Source("""
@@ -412,24 +231,6 @@ DWH_EXPECTATIONS: dict[str, Expect] = {
 }
 
 
-def bundle_charts() -> dict[str, dict[str, Any]]:
-    """The bundle's charts by file name (without .yaml)."""
-    return {path.stem: yaml.safe_load(path.read_text()) for path in sorted((BUNDLE / "charts").glob("*.yaml"))}
-
-
-def bracketed(read: Callable[[], Any], chart: Callable[[], Records], volatile: bool = False) -> tuple[Records, Any]:
-    """The chart's records with the source they must equal, read while the source held still."""
-    for _ in range(ATTEMPTS):
-        before = read()
-        records = chart()
-        if volatile:
-            return records, before
-        if read() == before:
-            return records, before
-        time.sleep(0.3)
-    raise AssertionError(f"the source kept changing over {ATTEMPTS} tries")
-
-
 # --- tests ----------------------------------------------------------------------------------------
 
 
@@ -467,62 +268,6 @@ def test_dwh_chart_equals_its_source(name, api, dwh, chart_ids, shop_data):
 
 # Spans of the adapter's tables (superset/instashop_live): width, seconds up to now.
 SPAN_10S, SPAN_1M = ("10s", 300), ("1m", 3600)
-SPARK_START_TIMEOUT = 180  # the JVM, the Kafka source and the first batch on two cores
-
-
-# The README's Redis key schema, read here with plain Redis commands: the adapter reads the same keys
-# through instashop.live.metrics, whose readers must not be what its charts are checked against.
-WIDTH_SECONDS = {"10s": 10, "1m": 60}
-WINDOW_COUNTS = ("transactions", "page_views", "searches", "cart_adds", "cart_removes", "sessions_ended", "carts")
-
-
-class LiveSource:
-    """The `live:` keys under the Live database's prefix, read key by key (README, "Live metrics in Redis")."""
-
-    def __init__(self, api: SupersetApi, settings: Settings) -> None:
-        listed = api.get("/api/v1/database/", q="(columns:!(id,database_name))")["result"]
-        [live] = [d for d in listed if d["database_name"].startswith("InstaShop Live")]
-        extra = json.loads(api.get(f"/api/v1/database/{live['id']}/connection")["result"]["extra"])
-        kwargs = extra["engine_params"]["adapter_kwargs"].get("instashop_live", {})
-        self.prefix: str = kwargs.get("prefix", "live")
-        self.client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-
-    def __repr__(self) -> str:
-        return f"LiveSource({self.prefix!r})"
-
-    def windows(self, width: str, span: int) -> list[dict[str, Any]]:
-        """The windows of an adapter table: those of the last `span` seconds, the current one included;
-        each with its counts, revenue, categories and the two rates (docs/architecture.md: conversion = transactions
-        / sessions ended, abandonment = 1 - transactions / carts clamped to [0, 1], both to 4 places)."""
-        step = WIDTH_SECONDS[width]
-        since = int(time.time()) // step * step - span + step
-        starts = sorted(int(float(s)) for s in self.client.zrangebyscore(f"{self.prefix}:index:{width}", since, "+inf"))
-        windows = []
-        for start in starts:
-            totals = self.client.hgetall(f"{self.prefix}:totals:{width}:{start}")
-            revenue = self.client.hgetall(f"{self.prefix}:category_revenue:{width}:{start}")
-            if not (totals or revenue):
-                continue  # expired meanwhile
-            window: dict[str, Any] = {"start": start, **{f: int(totals.get(f, 0)) for f in WINDOW_COUNTS}}
-            window["revenue"] = Decimal(totals.get("revenue", "0.00"))
-            window["categories"] = {category: {"revenue": Decimal(r)} for category, r in revenue.items()}
-            tx, ended, carts = window["transactions"], window["sessions_ended"], window["carts"]
-            window["conversion_rate"] = round(tx / ended, 4) if ended else None
-            window["cart_abandonment_rate"] = round(min(1.0, max(0.0, 1 - tx / carts)), 4) if carts else None
-            windows.append(window)
-        return windows
-
-    def top_products(self) -> dict[str, Any] | None:
-        raw = self.client.get(f"{self.prefix}:top_products:5m")
-        return json.loads(raw) if raw else None
-
-    def heartbeat(self) -> dict[str, Any] | None:
-        beat: dict[str, Any] = self.client.hgetall(f"{self.prefix}:heartbeat")
-        if not beat:
-            return None
-        updated = beat.get("updated_at")
-        beat["age_seconds"] = time.time() - datetime.fromisoformat(updated).timestamp() if updated else None
-        return beat
 
 
 @dataclass(frozen=True)
@@ -622,29 +367,6 @@ LIVE_EXPECTATIONS: dict[str, LiveExpect] = {
     ),
     "live_heartbeat": LiveExpect(_heartbeat, _heartbeat_table),
 }
-
-
-def running_live_app(settings: Settings, source: LiveSource) -> Iterator[jobs.Job | None]:
-    """The Spark app writing under the Live database's prefix: the pipeline's `spark` job, started
-    (and stopped afterwards) if nothing keeps the heartbeat fresh. Yields None if it runs already."""
-    job = jobs.spark_job(settings)
-    started = source.prefix == live_metrics.PREFIX and job.pid() is None and not _alive(source.heartbeat())
-    if started:
-        job.start()
-    try:
-        deadline = time.monotonic() + SPARK_START_TIMEOUT
-        while not _alive(source.heartbeat()):
-            assert time.monotonic() < deadline, f"no live Spark app under {source.prefix!r}: see {job.process.log_file}"
-            time.sleep(2)
-        yield job if started else None
-    finally:
-        if started:
-            job.stop()
-
-
-def _alive(beat: dict[str, Any] | None) -> bool:
-    """A heartbeat of a running app, refreshed lately (a crashed app leaves `running` behind)."""
-    return bool(beat) and beat["status"] == "running" and beat["age_seconds"] is not None and beat["age_seconds"] < 30
 
 
 def fresh_live_metrics(settings: Settings, source: LiveSource) -> None:

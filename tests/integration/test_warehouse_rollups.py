@@ -26,7 +26,7 @@ from psycopg2.extensions import make_dsn
 from instashop.warehouse import migrations, partitions, rollups
 from instashop.warehouse.day_ranges import DayRange
 from instashop.warehouse.spec_queries import SPEC_QUERIES
-from tests.integration.test_airflow_dags import run_dag
+from tests.support.airflow import run_dag
 from tests.support.pipeline import scratch_warehouse
 
 pytestmark = pytest.mark.integration

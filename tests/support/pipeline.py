@@ -6,13 +6,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 
+from instashop.devstack import generator
+from instashop.ops.process import wait_until
 from instashop.warehouse import migrations, partitions
 from instashop.warehouse.spec_queries import SPEC_QUERIES
 
@@ -128,6 +130,12 @@ def fetch(dsn: str, query: str) -> list[tuple]:
         conn.close()
 
 
+def execute(dsn: str, statement: str, args: tuple | dict | None = None) -> int:
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
+        cur.execute(statement, args)
+        return cur.rowcount
+
+
 def normalise(rows: list[tuple], query: str) -> list[tuple]:
     """Order-independent rows; averages rounded (the only inexact values), sums kept exact."""
 
@@ -194,3 +202,25 @@ def _recreate(settings, name: str, drop_only: bool) -> None:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             if not drop_only:
                 cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def settled_cart_event(settings) -> tuple[str, datetime, Any]:
+    """A cart event older than the settle time, within today or yesterday (generating some if needed)."""
+    query = (
+        "SELECT event_key, \"timestamp\", amount FROM realtime_events WHERE event_type = 'cart_event' "
+        "AND \"timestamp\" < (now() AT TIME ZONE 'UTC') - interval '2 minutes' "
+        "AND \"timestamp\" >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '1 day' "
+        'ORDER BY "timestamp" DESC LIMIT 1'
+    )
+    rows = fetch(settings.dwh_readonly_dsn, query)
+    if not rows:
+        generator.run(settings.oltp_dsn, generator.GeneratorConfig(rate=0, sessions=50, seed=31), console=None)
+        wait_until_caught_up(settings)
+
+        def settled() -> bool:  # one of the new cart events is older than the settle time (2 minutes)
+            rows[:] = fetch(settings.dwh_readonly_dsn, query)
+            return bool(rows)
+
+        wait_until(settled, 180, 5)
+    assert rows, "no cart event to tamper with"
+    return rows[0]
