@@ -3,8 +3,9 @@ import pytest
 
 from instashop.ops.jobs import generator_job
 
-# The pipeline fixture (consumer and connector running), shared with tests/e2e.
-from tests.support.fixtures import cdc_pipeline  # noqa: F401
+# cdc_pipeline: consumer and connector running (shared with tests/e2e); supervisor_paused: the
+# scheduled stream_supervisor kept from restarting what a test killed.
+from tests.support.fixtures import cdc_pipeline, supervisor_paused  # noqa: F401
 
 
 @pytest.fixture

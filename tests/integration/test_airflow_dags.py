@@ -373,7 +373,7 @@ def _actions_since(settings, component: str, since: datetime) -> list[tuple[str,
 
 
 @pytest.mark.timeout(500)
-def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline):
+def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc_pipeline, supervisor_paused):
     options = generator.GeneratorConfig(rate=400, sessions=300, seed=41, customers=300, products=80)
     writer = Background(generator.run, settings.oltp_dsn, options, console=None)
     writer.start()
@@ -385,8 +385,8 @@ def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc
     assert wait_until(in_flight, 60, 0.2), "the run's sessions never reached the DWH"
     assert writer.is_alive(), "the generator finished before the kill: it would not hit mid-stream"
     killed_at = datetime.now(UTC)
-    old_pid = cdc_pipeline.pid()
-    jobs.consumer_job(settings).kill()  # SIGKILL: no batch finished, no offsets committed
+    old_pid = jobs.consumer_job(settings).kill()  # SIGKILL: no batch finished, no offsets committed
+    assert old_pid is not None
     assert cdc_pipeline.pid() is None
     frozen = run_sessions(settings, options.session_prefix)[1]
 
@@ -396,7 +396,7 @@ def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc
     assert run.tasks["supervise_consumer"] == "success", run.output[-5000:]
     new_pid = cdc_pipeline.pid()
     assert new_pid is not None and new_pid != old_pid
-    # Our run or the scheduled one (both stream_supervisor) started it; either way it is on record.
+    # The schedule is paused (supervisor_paused): our run started it, and it is on record.
     assert ("down", "started") in _actions_since(settings, "consumer", killed_at)
     assert run.xcom["supervise_connector"]["status"] == "healthy"
 

@@ -16,10 +16,10 @@ pytestmark = pytest.mark.integration
 WELL_BEFORE_THE_SESSION_TIMEOUT = 30.0
 
 
-def test_a_killed_consumer_is_back_at_work_well_before_its_session_expires(settings, cdc_pipeline):
+def test_a_killed_consumer_is_back_at_work_well_before_its_session_expires(settings, cdc_pipeline, supervisor_paused):
     _shop_traffic(settings, seed=31)
     wait_until_caught_up(settings)  # the consumer is a member of the group, with its partitions
-    cdc_pipeline.kill()  # SIGKILL: no LeaveGroup, the group still counts the old member
+    assert cdc_pipeline.kill() is not None  # SIGKILL: no LeaveGroup, the group still counts the old member
     assert cdc_pipeline.pid() is None
     cdc_pipeline.start()
     restarted = time.monotonic()

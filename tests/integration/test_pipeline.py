@@ -79,10 +79,10 @@ def test_registering_again_leaves_a_current_connector_alone(settings, cdc_pipeli
         time.sleep(1)
 
 
-def test_consumer_killed_mid_stream_loses_and_duplicates_nothing(settings, cdc_pipeline):
+def test_consumer_killed_mid_stream_loses_and_duplicates_nothing(settings, cdc_pipeline, supervisor_paused):
     writer, prefix = _start_writer(settings, seed=12)
     _wait_mid_stream(settings, writer, prefix)
-    cdc_pipeline.kill()  # SIGKILL: no chance to finish its batch or commit offsets
+    assert cdc_pipeline.kill() is not None  # SIGKILL: no chance to finish its batch or commit offsets
     assert cdc_pipeline.pid() is None
     frozen = run_sessions(settings, prefix)[1]
     # The shop goes on while the consumer is down: the DWH falls behind, and must catch up from Kafka.

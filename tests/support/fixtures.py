@@ -8,7 +8,10 @@ import time
 import pytest
 
 from instashop.capture.connector import ConnectClient
+from instashop.ops import supervisor
+from instashop.ops.airflow_api import AirflowClient
 from instashop.ops.jobs import consumer_job
+from instashop.ops.process import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,23 @@ def cdc_pipeline(settings):
     yield job
     if not was_running:
         job.stop()
+
+
+@pytest.fixture
+def supervisor_paused(settings):
+    """stream_supervisor paused, with no run of it in flight, for the test's length (then as found).
+
+    A test that kills the consumer and owns what happens next needs it: the scheduled run (every
+    minute) would otherwise start the consumer again at any moment, even between the kill and the
+    test's look at the pid file.
+    """
+    airflow = AirflowClient(settings)
+    was_paused = airflow.is_paused(supervisor.DAG_ID)
+    airflow.set_paused(supervisor.DAG_ID, True)
+    try:
+        # Pausing stops new runs only; one in flight may still start a job. Its tasks end in seconds.
+        idle = wait_until(lambda: not airflow.active_runs(supervisor.DAG_ID), 240, 1)
+        assert idle, f"{supervisor.DAG_ID} runs still active: {airflow.active_runs(supervisor.DAG_ID)}"
+        yield
+    finally:
+        airflow.set_paused(supervisor.DAG_ID, was_paused)

@@ -33,7 +33,7 @@ def test_stale_pid_file_is_ignored_and_removed(tmp_path):
 
 def test_kill_is_immediate(tmp_path):
     proc = _sleeper(tmp_path)
-    proc.start(
+    pid = proc.start(
         [
             sys.executable,
             "-c",
@@ -41,8 +41,9 @@ def test_kill_is_immediate(tmp_path):
             "instashop-test-sleeper",
         ]
     )
-    proc.kill()
+    assert proc.kill() == pid  # the pid it killed, returned once that process is gone
     assert proc.pid() is None
+    assert proc.kill() is None  # nothing left to kill
 
 
 def test_tail_of_missing_file_says_so(tmp_path):

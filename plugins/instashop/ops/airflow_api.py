@@ -50,6 +50,12 @@ class AirflowClient:
             time.sleep(poll)
         raise AirflowApiError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
 
+    def active_runs(self, dag_id: str) -> list[str]:
+        """Run ids of the DAG's queued and running runs."""
+        params = {"state": ["queued", "running"], "limit": 100}
+        runs = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+        return [run["dag_run_id"] for run in runs]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         items = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in items}

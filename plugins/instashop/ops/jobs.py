@@ -27,8 +27,8 @@ class Job:
         """SIGTERM: the job finishes its batch and commits before it exits."""
         return self.process.stop(timeout)
 
-    def kill(self) -> None:
-        self.process.kill()
+    def kill(self) -> int | None:
+        return self.process.kill()
 
     def pid(self) -> int | None:
         return self.process.pid()

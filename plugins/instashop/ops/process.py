@@ -88,12 +88,17 @@ class DetachedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group at once, as a crash would (used by fault tests)."""
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group at once, as a crash would (used by fault tests).
+
+        Returns the pid it killed (None: nothing was running), once that process is gone.
+        """
         pid = self.pid()
         if pid is not None:
             _signal_group(pid, signal.SIGKILL)
-            wait_until(lambda: not _alive(pid), 10)
+            if not wait_until(lambda: not _alive(pid), 10, 0.05):
+                raise RuntimeError(f"{self.name}: pid {pid} still alive 10s after SIGKILL")
+        return pid
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:

@@ -35,7 +35,7 @@ STACK_SETTLE = 20.0  # seconds a restarted stack must stay healthy before it cou
 @dataclass(frozen=True)
 class Fault:
     name: str  # what is done, for the report
-    inject: Callable[[], None]
+    inject: Callable[[], object]  # its return value (a killed pid, say) is ignored
     restart: Callable[[], str]  # brings it back the production way; says how
     healthy: Callable[[], bool]
     paths: Mapping[str, Callable[[float], bool]]  # data path name -> "a change after t came through"
