@@ -41,7 +41,6 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,7 +49,7 @@ import redis
 from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.live import metrics as live_metrics
-from instashop.live.spark.options import MICRO_BATCH, REAL_TIME, STATE_VERSION, Options, StartupError
+from instashop.live.spark.options import MICRO_BATCH, REAL_TIME, STATE_VERSION, Options, StartupError, scratch_for
 
 # Re-exported: the integration test and the latency benchmark find the app's scratch folder here.
 from instashop.live.spark.options import spark_scratch as spark_scratch
@@ -86,7 +85,11 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
     # The shop records a visit when it ends: its page views reach Kafka up to ~12 min late (p99 ~8.5).
     p.add_argument("--watermark", default="10 minutes", help="lateness accepted (default %(default)s)")
     checkpoints = settings.var_dir / "spark" / "checkpoints"
-    p.add_argument("--checkpoint", type=Path, default=checkpoints / f"realtime-metrics-v{STATE_VERSION}")
+    p.add_argument(
+        "--checkpoint",
+        default=str(checkpoints / f"realtime-metrics-v{STATE_VERSION}"),
+        help="folder or URI (file:, s3a://, hdfs://; default %(default)s)",
+    )
     p.add_argument("--key-prefix", default=live_metrics.PREFIX, help="Redis key prefix (live or live:<name>)")
     p.add_argument("--topic-prefix", default="instashop", help="Debezium topic.prefix")
     p.add_argument("--items-topic", default=topics.ENRICHED_TRANSACTION_ITEMS)
@@ -105,6 +108,7 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
         interval,
         a.watermark,
         a.checkpoint,
+        scratch_for(a.checkpoint, settings.var_dir / "spark" / "scratch"),
         a.key_prefix,
         a.topic_prefix,
         a.items_topic,
@@ -198,7 +202,7 @@ def start_query(spark, options: Options, settings: Settings, heartbeat: Heartbea
     else:
         sink = BatchSink(settings.redis_live_writer_url, options.key_prefix, on_rows=heartbeat.rows_written)
         writer = aggregates.writeStream.foreachBatch(sink).trigger(processingTime=options.interval)
-    writer = writer.queryName("live_metrics").outputMode("update").option("checkpointLocation", str(options.checkpoint))
+    writer = writer.queryName("live_metrics").outputMode("update").option("checkpointLocation", options.checkpoint)
     return writer.start()
 
 

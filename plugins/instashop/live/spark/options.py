@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from instashop.live.spark.realtime_events import cdc_topics
 
@@ -24,13 +25,32 @@ def spark_scratch(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.name}.scratch")
 
 
+def local_folder(location: str) -> Path | None:
+    """The folder a checkpoint location names on this machine: a path or a file: URI. None for a
+    cluster file system (s3a://, hdfs://, abfss://...), which Spark's Hadoop client resolves."""
+    parts = urlsplit(location)
+    if parts.scheme == "":
+        return Path(location)
+    return Path(parts.path) if parts.scheme == "file" else None
+
+
+def scratch_for(checkpoint: str, local_root: Path) -> Path:
+    """The driver's temporary files are local whatever the checkpoint's file system: beside a local
+    checkpoint, else under `local_root`, named after the checkpoint's last segment."""
+    folder = local_folder(checkpoint)
+    if folder is not None:
+        return spark_scratch(folder)
+    return local_root / f"{PurePosixPath(urlsplit(checkpoint).path).name}.scratch"
+
+
 @dataclass(frozen=True)
 class Options:
     master: str | None
     trigger: str
     interval: str
     watermark: str
-    checkpoint: Path
+    checkpoint: str  # a folder or a URI Spark's file systems resolve (file:, s3a://, hdfs://)
+    scratch: Path  # local, see scratch_for
     key_prefix: str
     topic_prefix: str
     items_topic: str
@@ -43,7 +63,3 @@ class Options:
     @property
     def topics(self) -> list[str]:
         return [*cdc_topics(self.topic_prefix), self.items_topic]
-
-    @property
-    def scratch(self) -> Path:
-        return spark_scratch(self.checkpoint)
