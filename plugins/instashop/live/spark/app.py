@@ -84,10 +84,10 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
     )
     # The shop records a visit when it ends: its page views reach Kafka up to ~12 min late (p99 ~8.5).
     p.add_argument("--watermark", default="10 minutes", help="lateness accepted (default %(default)s)")
-    checkpoints = settings.var_dir / "spark" / "checkpoints"
+    spark_dir = settings.var_dir / "spark"
     p.add_argument(
         "--checkpoint",
-        default=str(checkpoints / f"realtime-metrics-v{STATE_VERSION}"),
+        default=str(spark_dir / "checkpoints" / f"realtime-metrics-v{STATE_VERSION}"),
         help="folder or URI (file:, s3a://, hdfs://; default %(default)s)",
     )
     p.add_argument("--key-prefix", default=live_metrics.PREFIX, help="Redis key prefix (live or live:<name>)")
@@ -108,7 +108,7 @@ def parse_args(argv: list[str], settings: Settings) -> Options:
         interval,
         a.watermark,
         a.checkpoint,
-        scratch_for(a.checkpoint, settings.var_dir / "spark" / "scratch"),
+        scratch_for(a.checkpoint, spark_dir / "scratch"),
         a.key_prefix,
         a.topic_prefix,
         a.items_topic,

@@ -25,7 +25,7 @@ def spark_scratch(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.name}.scratch")
 
 
-def local_folder(location: str) -> Path | None:
+def _local_folder(location: str) -> Path | None:
     """The folder a checkpoint location names on this machine: a path or a file: URI. None for a
     cluster file system (s3a://, hdfs://, abfss://...), which Spark's Hadoop client resolves."""
     parts = urlsplit(location)
@@ -37,7 +37,7 @@ def local_folder(location: str) -> Path | None:
 def scratch_for(checkpoint: str, local_root: Path) -> Path:
     """The driver's temporary files are local whatever the checkpoint's file system: beside a local
     checkpoint, else under `local_root`, named after the checkpoint's last segment."""
-    folder = local_folder(checkpoint)
+    folder = _local_folder(checkpoint)
     if folder is not None:
         return spark_scratch(folder)
     return local_root / f"{PurePosixPath(urlsplit(checkpoint).path).name}.scratch"
