@@ -15,10 +15,11 @@ help: ## List the targets
 setup: ## Install packages, venvs and jars (idempotent, cached outside the clone); write .env once
 	@bash setup/setup.sh
 
-# PostgreSQL and its migrations first: the supervisor (Airflow) may register the connector, whose
-# publication the migrations create. Then every Kafka topic, before any reader subscribes.
+# Both PostgreSQL clusters (shop, warehouse) and their migrations first: the supervisor (Airflow)
+# may register the connector, whose publication the migrations create. Then every Kafka topic,
+# before any reader subscribes.
 up: setup ## Start every service, wait until healthy, apply schema migrations, create topics (safe to run twice)
-	@$(INSTASHOP) stack up postgres
+	@$(INSTASHOP) stack up postgres-shop postgres-dwh
 	@$(INSTASHOP) db migrate
 	@$(INSTASHOP) partitions ensure
 	@$(INSTASHOP) stack up

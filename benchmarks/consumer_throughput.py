@@ -100,7 +100,7 @@ def copy_ceiling(settings: Settings, runs: int = COPY_RUNS) -> tuple[int, float]
     One COPY swung 27k-62k rows/s between runs on this VM's disk: the median of a few, each into the
     emptied table after a checkpoint, is the yardstick. Returns the rows and the median seconds.
     """
-    conn = psycopg2.connect(_bench_dsn(settings.postgres_admin_dsn))
+    conn = psycopg2.connect(_bench_dsn(settings.dwh_admin_dsn))
     buffer = io.StringIO()
     with conn, conn.cursor() as cur:
         cur.copy_expert("COPY (SELECT * FROM realtime_events) TO STDOUT", buffer)
@@ -143,7 +143,7 @@ def checkpoint(settings: Settings) -> None:
     Otherwise a checkpoint (every 4 GB of WAL) lands in whichever side runs then: in one run it
     halved the COPY ceiling measured after the sink.
     """
-    conn = psycopg2.connect(settings.admin_dsn("postgres"))
+    conn = psycopg2.connect(settings.dwh_admin("postgres"))
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("CHECKPOINT")
@@ -155,7 +155,7 @@ def checkpoint(settings: Settings) -> None:
 
 def check_consumer_rows(settings: Settings, stream: ChangeStream) -> None:
     """One realtime_events row per non-session source row, one customer_sessions row per session."""
-    conn = psycopg2.connect(_bench_dsn(settings.postgres_admin_dsn))
+    conn = psycopg2.connect(_bench_dsn(settings.dwh_admin_dsn))
     with conn, conn.cursor() as cur:
         cur.execute("SELECT (SELECT count(*) FROM realtime_events), (SELECT count(*) FROM customer_sessions)")
         events, sessions = cur.fetchone()
@@ -175,14 +175,14 @@ def check_sink_rows(settings: Settings, stream: ChangeStream) -> None:
 
 
 def fresh_bench_database(settings: Settings) -> None:
-    conn = psycopg2.connect(settings.admin_dsn("postgres"))
+    conn = psycopg2.connect(settings.dwh_admin("postgres"))
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     conn.close()
-    migrations.migrate(settings, (migrations.Target("dwh", BENCH_DB, "postgres"),))
-    conn = psycopg2.connect(settings.admin_dsn(BENCH_DB))
+    migrations.migrate(settings, (migrations.Target("dwh", BENCH_DB, "postgres", "dwh"),))
+    conn = psycopg2.connect(settings.dwh_admin(BENCH_DB))
     today = datetime.now(UTC).date()
     partitions.ensure_daily_partitions(conn, today - timedelta(days=1), today + timedelta(days=1))
     conn.close()

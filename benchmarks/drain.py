@@ -58,7 +58,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 def backends_cpu_seconds(settings: Settings, database: str) -> float:
     """CPU time of the PostgreSQL backends connected to `database` now, over their lives."""
-    conn = psycopg2.connect(settings.admin_dsn("postgres"))
+    conn = psycopg2.connect(settings.dwh_admin("postgres"))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))

@@ -47,7 +47,7 @@ def sink_config(topic_regex: str, tasks: int, database: str = SINK_DB) -> dict[s
         "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
         "tasks.max": str(tasks),
         "topics.regex": topic_regex,
-        "connection.url": f"jdbc:postgresql://127.0.0.1:${{env:POSTGRES_PORT}}/{database}",
+        "connection.url": f"jdbc:postgresql://127.0.0.1:${{env:DWH_POSTGRES_PORT}}/{database}",
         # A role of its own: the Connect worker holds no other database password (see devstack/kafka.py).
         "connection.username": "jdbc_sink",
         "connection.password": "${env:JDBC_SINK_PASSWORD}",
@@ -85,7 +85,7 @@ def drop_sink_database(settings: Settings, database: str = SINK_DB) -> None:
 
 def table_rows(settings: Settings, tables: list[str], database: str = SINK_DB) -> dict[str, int]:
     """Exact row counts of the sink's tables (0 for one it has not created)."""
-    conn = psycopg2.connect(settings.admin_dsn(database))
+    conn = psycopg2.connect(settings.dwh_admin(database))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -176,7 +176,7 @@ def _live_rows(settings: Settings) -> Callable[[], str]:
     """Rows written so far for the progress bar, from the statistics collector (cheap, approximate)."""
 
     def detail() -> str:
-        conn = psycopg2.connect(settings.admin_dsn(SINK_DB))
+        conn = psycopg2.connect(settings.dwh_admin(SINK_DB))
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables")
@@ -188,7 +188,7 @@ def _live_rows(settings: Settings) -> Callable[[], str]:
 
 
 def _admin_execute(settings: Settings, database: str, statement: sql.Composable) -> None:
-    conn = psycopg2.connect(settings.admin_dsn(database))
+    conn = psycopg2.connect(settings.dwh_admin(database))
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     try:
         with conn.cursor() as cur:

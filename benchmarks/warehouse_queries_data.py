@@ -151,14 +151,14 @@ class Layout:
 
 
 def _admin(settings: Settings, autocommit: bool = False):
-    conn = psycopg2.connect(settings.admin_dsn(BENCH_DB))
+    conn = psycopg2.connect(settings.dwh_admin(BENCH_DB))
     conn.autocommit = autocommit
     return conn
 
 
 def stored_layout(settings: Settings) -> Layout | None:
     """The layout of a completed earlier load, if the database has one."""
-    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn, conn.cursor() as cur:
+    with closing(psycopg2.connect(settings.dwh_admin("postgres"))) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,))
         if not cur.fetchone():
             return None
@@ -219,12 +219,12 @@ class DayGate:
 
 
 def fresh_database(settings: Settings) -> None:
-    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn:
+    with closing(psycopg2.connect(settings.dwh_admin("postgres"))) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    migrations.migrate(settings, (migrations.Target("dwh", BENCH_DB, "postgres"),))
+    migrations.migrate(settings, (migrations.Target("dwh", BENCH_DB, "postgres", "dwh"),))
     with closing(_admin(settings)) as conn:
         today = datetime.now(UTC).date()  # today and a week ahead, as `make up` and the maintenance DAG keep it
         partitions.ensure_daily_partitions(conn, today, today + timedelta(days=7))

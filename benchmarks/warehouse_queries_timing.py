@@ -103,9 +103,9 @@ class Cache:
 
     def evict(self) -> None:
         if self.restart:
-            manager.down(self.settings, ["postgres"])
+            manager.down(self.settings, ["postgres-dwh"])
             self.drop_caches_permitted = _drop_os_caches()
-            manager.up(self.settings, ["postgres"])
+            manager.up(self.settings, ["postgres-dwh"])
         else:
             _evict_files(self.database_dir)
 

@@ -77,8 +77,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file_encoding="utf-8")
 
-    # Ports of the local stack's services (all bound to 127.0.0.1)
-    postgres_port: Port
+    # Ports of the local stack's services (all bound to 127.0.0.1). The shop and the warehouse
+    # are separate PostgreSQL clusters: warehouse writes must stay out of the WAL Debezium decodes.
+    shop_postgres_port: Port
+    dwh_postgres_port: Port
     kafka_port: Port
     kafka_controller_port: Port
     connect_port: Port
@@ -96,7 +98,8 @@ class Settings(BaseSettings):
     connect_rest_password: Secret
 
     # PostgreSQL roles' passwords (the DSNs below carry them; these are for the set-up of the roles)
-    postgres_superuser_password: Secret
+    shop_postgres_superuser_password: Secret
+    dwh_postgres_superuser_password: Secret
     oltp_app_password: Secret
     debezium_password: Secret
     dwh_writer_password: Secret
@@ -127,7 +130,8 @@ class Settings(BaseSettings):
     spark_auth_secret: Secret
 
     # Where each component connects
-    postgres_admin_dsn: PostgresDsn
+    shop_admin_dsn: PostgresDsn
+    dwh_admin_dsn: PostgresDsn
     oltp_dsn: PostgresDsn
     dwh_dsn: PostgresDsn
     dwh_readonly_dsn: PostgresDsn
@@ -147,7 +151,7 @@ class Settings(BaseSettings):
     instashop_var: Path = REPO_ROOT / "var"
 
     def port(self, service: str) -> int:
-        """The port of a local service by name (`postgres`, `kafka`, ...)."""
+        """The port of a local service by its `.env` prefix (`shop_postgres`, `kafka`, ...)."""
         return getattr(self, f"{service.lower()}_port")
 
     def env_value(self, key: str) -> str:
@@ -158,9 +162,13 @@ class Settings(BaseSettings):
             raise KeyError(f"{key} is not a setting of {ENV_FILE}")
         return str(value)
 
-    def admin_dsn(self, database: str) -> str:
-        """The superuser's DSN on another database (migrations, partition maintenance)."""
-        return make_dsn(self.postgres_admin_dsn, dbname=database)
+    def shop_admin(self, database: str = "instashop") -> str:
+        """The shop cluster's superuser on one of its databases (OLTP migrations, tests)."""
+        return make_dsn(self.shop_admin_dsn, dbname=database)
+
+    def dwh_admin(self, database: str = "dwh") -> str:
+        """The warehouse cluster's superuser on one of its databases (DWH migrations, benchmarks)."""
+        return make_dsn(self.dwh_admin_dsn, dbname=database)
 
     @property
     def connect_auth(self) -> tuple[str, str]:

@@ -81,7 +81,7 @@ def test_retention_drops_old_partitions_with_their_rows_and_keeps_recent_ones(se
     drop_day_partitions(maintainer, OLD_DAYS)
     partitions.ensure_daily_partitions(maintainer, OLD_DAYS[0], OLD_DAYS[1])
     # One made by a superuser, as `instashop partitions ensure` does: the DAG adopts it first.
-    with closing(psycopg2.connect(settings.admin_dsn("dwh"))) as admin:
+    with closing(psycopg2.connect(settings.dwh_admin("dwh"))) as admin:
         partitions.ensure_daily_partitions(admin, OLD_DAYS[2], OLD_DAYS[2])
     rows = [(datetime(2000, 1, 1, 8), "airflow-test:old-1"), (datetime(2000, 1, 1, 9), "airflow-test:old-2")]
     rows.append((datetime(2000, 1, 3, 10), "airflow-test:old-3"))
@@ -488,9 +488,9 @@ _DEBEZIUM_WALSENDERS = "FROM pg_stat_activity WHERE usename = 'debezium' AND bac
 
 
 def _walsenders(settings) -> int:
-    return fetch(settings.admin_dsn("instashop"), f"SELECT count(*) {_DEBEZIUM_WALSENDERS}")[0][0]
+    return fetch(settings.shop_admin("instashop"), f"SELECT count(*) {_DEBEZIUM_WALSENDERS}")[0][0]
 
 
 def _terminate_walsender(settings) -> int:
     query = f"SELECT count(pg_terminate_backend(pid)) {_DEBEZIUM_WALSENDERS}"
-    return fetch(settings.admin_dsn("instashop"), query)[0][0]
+    return fetch(settings.shop_admin("instashop"), query)[0][0]

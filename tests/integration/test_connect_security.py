@@ -70,7 +70,7 @@ def _resolved_hostname(settings, reference: str) -> str:
 
 def test_connector_configs_resolve_only_the_allowlisted_variables(settings):
     # The connector's own references resolve ...
-    assert _resolved_hostname(settings, "${env:POSTGRES_PORT}") == f"bad/{settings.postgres_port}"
+    assert _resolved_hostname(settings, "${env:SHOP_POSTGRES_PORT}") == f"bad/{settings.shop_postgres_port}"
     # ... but no other variable: the reference is left as written, the secret never appears.
     for name in ("DWH_WRITER_PASSWORD", "REDIS_PASSWORD", "CONNECT_REST_PASSWORD", "PATH", "HOME"):
         assert _resolved_hostname(settings, f"${{env:{name}}}") == f"bad/${{env:{name}}}", name

@@ -28,7 +28,7 @@ def connect(settings):
     name = f"it-not-ready-{uuid.uuid4().hex[:8]}"
     yield client, name
     client.delete(name)
-    with psycopg2.connect(settings.admin_dsn("instashop")) as conn, conn.cursor() as cur:
+    with psycopg2.connect(settings.shop_admin("instashop")) as conn, conn.cursor() as cur:
         deadline = time.monotonic() + 30
         while True:  # a deleted connector's task lets go of its slot within seconds
             cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (_slot(name),))

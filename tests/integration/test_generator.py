@@ -313,7 +313,7 @@ def test_a_run_rides_out_terminated_connections_and_its_counts_stay_true(setting
     )
     run.start()
     terminated = 0
-    with closing(psycopg2.connect(settings.admin_dsn("instashop"))) as admin:
+    with closing(psycopg2.connect(settings.shop_admin("instashop"))) as admin:
         admin.autocommit = True  # pg_stat_activity is a snapshot per transaction
         for _ in range(3):
             time.sleep(1.5)

@@ -114,7 +114,7 @@ def _wait_for_commits(admin: AdminClient, group: str, pattern: str, settings, na
 
 def _rows(settings, table: str, key_column: str) -> dict:
     """The sink's table as primary key -> row dict (its columns are named as in the source)."""
-    conn = psycopg2.connect(settings.admin_dsn(TEST_DB))
+    conn = psycopg2.connect(settings.dwh_admin(TEST_DB))
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))

@@ -38,7 +38,7 @@ def _remove(conn) -> None:
 
 
 def _waiting_on_a_lock(settings, pid: int) -> bool:
-    rows = fetch(settings.admin_dsn("dwh"), f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
+    rows = fetch(settings.dwh_admin("dwh"), f"SELECT wait_event_type FROM pg_stat_activity WHERE pid = {pid}")
     return rows == [("Lock",)]
 
 

@@ -110,7 +110,7 @@ def test_consumer_rides_out_a_lost_dwh_connection(settings, cdc_pipeline):
     writer, prefix = _start_writer(settings, seed=14)
     _wait_mid_stream(settings, writer, prefix)
     pid = cdc_pipeline.pid()
-    with psycopg2.connect(settings.admin_dsn("dwh")) as conn, conn.cursor() as cur:
+    with psycopg2.connect(settings.dwh_admin("dwh")) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name = 'instashop-consumer'"

@@ -28,13 +28,13 @@ def test_shop_app_round_trips_on_the_oltp_database(settings):
 
 
 def test_debezium_role_can_replicate_and_read_the_oltp_database(settings):
-    dsn = f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/instashop"
+    dsn = _debezium_dsn(settings)
     assert _query(dsn, "SELECT rolreplication FROM pg_roles WHERE rolname = current_user") == [(True,)]
     assert _query(dsn, "SHOW wal_level") == [("logical",)]
 
 
 def _debezium_dsn(settings, database: str = "instashop") -> str:
-    return f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/{database}"
+    return f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('shop_postgres')}/{database}"
 
 
 def test_debezium_role_may_open_logical_replication_on_the_shop_database(settings):
@@ -59,8 +59,9 @@ def test_debezium_role_cannot_open_logical_replication_on_another_database(setti
 
 
 def test_debezium_role_cannot_reach_the_dwh(settings):
-    dsn = f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('postgres')}/dwh"
-    with pytest.raises(psycopg2.OperationalError, match=r"pg_hba\.conf rejects connection"):
+    # The warehouse is another cluster, where no debezium role exists.
+    dsn = f"postgresql://debezium:{settings.debezium_password}@127.0.0.1:{settings.port('dwh_postgres')}/dwh"
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(dsn, connect_timeout=5)
 
 
@@ -98,7 +99,7 @@ def test_writer_cannot_create_tables_in_the_dwh(settings):
 
 
 def test_wrong_password_is_refused(settings):
-    dsn = f"postgresql://dwh_writer:wrong@127.0.0.1:{settings.port('postgres')}/dwh"
+    dsn = f"postgresql://dwh_writer:wrong@127.0.0.1:{settings.port('dwh_postgres')}/dwh"
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(dsn, connect_timeout=5)
 

@@ -185,8 +185,8 @@ def scratch_warehouse(settings, name: str, first_day: date, last_day: date) -> I
     """A fresh database `name` migrated like `dwh`, with daily partitions for first_day..last_day;
     yields a superuser connection to it and drops the database afterwards."""
     _recreate(settings, name, drop_only=False)
-    migrations.migrate(settings, (migrations.Target("dwh", name, "postgres"),))
-    conn = psycopg2.connect(settings.admin_dsn(name))
+    migrations.migrate(settings, (migrations.Target("dwh", name, "postgres", "dwh"),))
+    conn = psycopg2.connect(settings.dwh_admin(name))
     try:
         partitions.ensure_daily_partitions(conn, first_day, last_day)
         yield conn
@@ -196,7 +196,7 @@ def scratch_warehouse(settings, name: str, first_day: date, last_day: date) -> I
 
 
 def _recreate(settings, name: str, drop_only: bool) -> None:
-    with closing(psycopg2.connect(settings.admin_dsn("postgres"))) as conn:
+    with closing(psycopg2.connect(settings.dwh_admin("postgres"))) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

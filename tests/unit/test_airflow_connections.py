@@ -22,10 +22,10 @@ def test_every_connection_is_defined_as_json(tmp_path):
     ids = (conns.DWH_MAINTAINER, conns.DWH_WRITER, conns.DWH_READONLY, conns.OLTP_READ, conns.KAFKA, conns.REDIS)
     assert set(defined) == {f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in ids}
     maintainer = json.loads(defined["AIRFLOW_CONN_INSTASHOP_DWH_MAINTAINER"])
-    assert (maintainer["login"], maintainer["schema"], maintainer["port"]) == ("dwh_maintainer", "dwh", 5432)
+    assert (maintainer["login"], maintainer["schema"], maintainer["port"]) == ("dwh_maintainer", "dwh", 5433)
     assert maintainer["password"] == settings.dwh_maintainer_password
     oltp = json.loads(defined["AIRFLOW_CONN_INSTASHOP_OLTP_READ"])
-    assert oltp["extra"]["options"] == "-c default_transaction_read_only=on"
+    assert oltp["extra"]["options"] == "-c default_transaction_read_only=on" and oltp["port"] == 5432
     kafka = json.loads(defined["AIRFLOW_CONN_INSTASHOP_KAFKA"])
     assert kafka["extra"] == {
         "bootstrap.servers": "127.0.0.1:9092",

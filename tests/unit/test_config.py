@@ -23,9 +23,10 @@ def test_references_are_expanded_and_ports_typed(tmp_path, monkeypatch):
     write_env_file(env)
     settings = load_settings(env)
     password = settings.dwh_writer_password
-    assert settings.dwh_dsn == f"postgresql://dwh_writer:{password}@127.0.0.1:5432/dwh"
+    assert settings.dwh_dsn == f"postgresql://dwh_writer:{password}@127.0.0.1:5433/dwh"
     assert settings.port("kafka") == 9092
-    assert "dbname=instashop" in settings.admin_dsn("instashop")
+    assert "dbname=instashop" in settings.shop_admin("instashop") and "port=5432" in settings.shop_admin()
+    assert "dbname=superset" in settings.dwh_admin("superset") and "port=5433" in settings.dwh_admin()
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):
@@ -44,7 +45,7 @@ def test_an_unknown_key_is_refused_by_name(env_file):
     ("key", "value", "why"),
     [
         ("KAFKA_PORT", "90920", "less than or equal to 65535"),
-        ("POSTGRES_PORT", "five", "valid integer"),
+        ("DWH_POSTGRES_PORT", "five", "valid integer"),
         ("DWH_DSN", "mysql://dwh@127.0.0.1/dwh", "postgresql://"),
         ("OLTP_DSN", "postgresql://shop@127.0.0.1:port/shop", "Port could not be cast"),
         ("REDIS_URL", "127.0.0.1:6379", "redis://"),
@@ -83,3 +84,27 @@ def test_an_older_env_gets_only_its_missing_keys(tmp_path):
     settings = load_settings(env)
     assert settings.redis_password == kept
     assert settings.dwh_maintainer_dsn.startswith("postgresql://dwh_maintainer:")
+
+
+ONE_CLUSTER_ENV = """\
+POSTGRES_PORT=5432
+POSTGRES_SUPERUSER_PASSWORD=old-superuser
+DWH_WRITER_PASSWORD=kept-writer
+POSTGRES_ADMIN_DSN=postgresql://postgres:${POSTGRES_SUPERUSER_PASSWORD}@127.0.0.1:${POSTGRES_PORT}/postgres
+OLTP_DSN=postgresql://instashop_app:${OLTP_APP_PASSWORD}@127.0.0.1:${POSTGRES_PORT}/instashop
+DWH_DSN=postgresql://dwh_writer:${DWH_WRITER_PASSWORD}@127.0.0.1:${POSTGRES_PORT}/dwh
+DWH_READONLY_DSN=postgresql://dwh_readonly:x@warehouse.example:5432/dwh
+"""
+
+
+def test_a_one_cluster_env_moves_to_two_clusters_keeping_what_the_user_wrote(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(ONE_CLUSTER_ENV)
+    written = write_env_file(env)
+    assert {"SHOP_POSTGRES_PORT", "DWH_POSTGRES_PORT", "SHOP_ADMIN_DSN", "DWH_ADMIN_DSN", "DWH_DSN"} <= set(written)
+    text = env.read_text()
+    assert "${POSTGRES_PORT}" not in text and "POSTGRES_ADMIN_DSN" not in text
+    settings = load_settings(env)
+    assert settings.dwh_dsn == "postgresql://dwh_writer:kept-writer@127.0.0.1:5433/dwh"
+    assert settings.oltp_dsn.endswith("@127.0.0.1:5432/instashop")
+    assert settings.dwh_readonly_dsn == "postgresql://dwh_readonly:x@warehouse.example:5432/dwh"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 
 from instashop.settings import ENV_FILE, write_private
 
+log = logging.getLogger(__name__)
+
 # Passwords are URL-safe so they can sit inside DSNs and URLs unquoted.
 _SECRET_KEYS = (
-    "POSTGRES_SUPERUSER_PASSWORD",
+    "SHOP_POSTGRES_SUPERUSER_PASSWORD",
+    "DWH_POSTGRES_SUPERUSER_PASSWORD",
     "OLTP_APP_PASSWORD",
     "DEBEZIUM_PASSWORD",
     "DWH_WRITER_PASSWORD",
@@ -46,8 +50,9 @@ _ENV_TEMPLATE = """\
 # InstaShop DWH local stack. Written once by `make setup`; never committed (it holds secrets).
 # Change a port here and run `make down && make up`. ${{VAR}} references are expanded on load.
 
-# Ports (all services bind to 127.0.0.1)
-POSTGRES_PORT=5432
+# Ports (all services bind to 127.0.0.1). The shop and the warehouse are two PostgreSQL clusters.
+SHOP_POSTGRES_PORT=5432
+DWH_POSTGRES_PORT=5433
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 CONNECT_PORT=8083
@@ -65,13 +70,14 @@ CONNECT_REST_USER=instashop
 {secrets}
 
 # Connection strings used by the components
-POSTGRES_ADMIN_DSN=postgresql://postgres:${{POSTGRES_SUPERUSER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/postgres
-OLTP_DSN=postgresql://instashop_app:${{OLTP_APP_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/instashop
-DWH_DSN=postgresql://dwh_writer:${{DWH_WRITER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
-DWH_READONLY_DSN=postgresql://dwh_readonly:${{DWH_READONLY_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
-DWH_MAINTAINER_DSN=postgresql://dwh_maintainer:${{DWH_MAINTAINER_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/dwh
-AIRFLOW_DB_DSN=postgresql://airflow:${{AIRFLOW_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/airflow
-SUPERSET_DB_DSN=postgresql://superset:${{SUPERSET_DB_PASSWORD}}@127.0.0.1:${{POSTGRES_PORT}}/superset
+SHOP_ADMIN_DSN=postgresql://postgres:${{SHOP_POSTGRES_SUPERUSER_PASSWORD}}@127.0.0.1:${{SHOP_POSTGRES_PORT}}/postgres
+DWH_ADMIN_DSN=postgresql://postgres:${{DWH_POSTGRES_SUPERUSER_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/postgres
+OLTP_DSN=postgresql://instashop_app:${{OLTP_APP_PASSWORD}}@127.0.0.1:${{SHOP_POSTGRES_PORT}}/instashop
+DWH_DSN=postgresql://dwh_writer:${{DWH_WRITER_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/dwh
+DWH_READONLY_DSN=postgresql://dwh_readonly:${{DWH_READONLY_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/dwh
+DWH_MAINTAINER_DSN=postgresql://dwh_maintainer:${{DWH_MAINTAINER_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/dwh
+AIRFLOW_DB_DSN=postgresql://airflow:${{AIRFLOW_DB_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/airflow
+SUPERSET_DB_DSN=postgresql://superset:${{SUPERSET_DB_PASSWORD}}@127.0.0.1:${{DWH_POSTGRES_PORT}}/superset
 KAFKA_BOOTSTRAP=127.0.0.1:${{KAFKA_PORT}}
 CONNECT_URL=http://127.0.0.1:${{CONNECT_PORT}}
 REDIS_URL=redis://:${{REDIS_PASSWORD}}@127.0.0.1:${{REDIS_PORT}}/0
@@ -83,22 +89,43 @@ SUPERSET_URL=http://127.0.0.1:${{SUPERSET_PORT}}
 """
 
 
+# Keys of the one-cluster layout (the shop and the warehouse shared a PostgreSQL server), and the
+# reference by which a DSN of that layout pointed at it.
+_RETIRED_KEYS = ("POSTGRES_PORT", "POSTGRES_SUPERUSER_PASSWORD", "POSTGRES_ADMIN_DSN")
+_RETIRED_REFERENCE = "${POSTGRES_PORT}"
+
+
 def write_env_file(path: Path = ENV_FILE) -> list[str]:
     """Create `.env` with fresh random secrets, or append the keys an older one lacks.
 
-    Existing values are never changed; returns the keys written.
+    Existing values are never changed, except those of the one-cluster layout: its retired keys and
+    the DSNs that pointed at its port are replaced by the two-cluster ones. Returns the keys written.
     """
     secret_lines = "\n".join(f"{key}={secrets.token_urlsafe(24)}" for key in _SECRET_KEYS)
     template = _ENV_TEMPLATE.format(secrets=secret_lines)
     if not path.exists():
         write_private(path, template)
         return [line.split("=", 1)[0] for line in template.splitlines() if _is_setting(line)]
+    _retire_one_cluster_layout(path)
     present = {line.split("=", 1)[0] for line in path.read_text().splitlines() if _is_setting(line)}
     missing = [line for line in template.splitlines() if _is_setting(line) and line.split("=", 1)[0] not in present]
     if missing:
         with path.open("a") as f:
             f.write("\n# added by a later `make setup`\n" + "\n".join(missing) + "\n")
     return [line.split("=", 1)[0] for line in missing]
+
+
+def _retire_one_cluster_layout(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not (_is_setting(line) and _is_retired(line))]
+    if len(kept) != len(lines):
+        log.info("%s: moving from one PostgreSQL cluster to two (shop and warehouse)", path)
+        write_private(path, "\n".join(kept) + "\n")
+
+
+def _is_retired(line: str) -> bool:
+    key, value = line.split("=", 1)
+    return key.strip() in _RETIRED_KEYS or _RETIRED_REFERENCE in value
 
 
 def _is_setting(line: str) -> bool:

@@ -45,7 +45,7 @@ BASIC_AUTH_EXTENSION = "org.apache.kafka.connect.rest.basic.auth.extension.Basic
 PROPERTY_FILE_LOGIN = "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule"
 # The .env values the connector configs reference as ${env:NAME} (stack/connect/*.json, and the JDBC
 # sink of benchmarks/jdbc_sink.py): the worker's whole environment, and all its env provider resolves.
-CONNECTOR_VARIABLES = ("POSTGRES_PORT", "DEBEZIUM_PASSWORD", "JDBC_SINK_PASSWORD")
+CONNECTOR_VARIABLES = ("SHOP_POSTGRES_PORT", "DWH_POSTGRES_PORT", "DEBEZIUM_PASSWORD", "JDBC_SINK_PASSWORD")
 # The client settings connectors may override (`producer.override.*`, `consumer.override.*`).
 CLIENT_OVERRIDES = (
     "linger.ms",

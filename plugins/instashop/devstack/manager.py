@@ -13,15 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instashop.devstack.registry import all_services
-from instashop.devstack.service import Service
+from instashop.devstack.service import Service, StackError
 from instashop.ops.process import tail, wait_until
 from instashop.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class StackError(RuntimeError):
-    """A service could not be started; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +64,14 @@ def up(settings: Settings, names: Iterable[str] = ()) -> None:
 def make_var_private(var_dir: Path) -> None:
     """Only the owner may read what var/ holds; files made from now on are private by our umask.
 
-    var/ itself stays traversable (0711) for the postgres user to reach its cluster, whose data
-    directory the server keeps at 0700 itself. Older installs made everything world-readable.
+    var/ itself stays traversable (0711) for the postgres user to reach its clusters, whose data
+    directories the server keeps at 0700 itself. Older installs made everything world-readable.
     """
     var_dir.mkdir(parents=True, exist_ok=True)
     var_dir.chmod(0o711)
     for root, dirs, files in os.walk(var_dir):
-        if Path(root) == var_dir and "postgres" in dirs:
-            dirs.remove("postgres")
+        if Path(root) == var_dir:
+            dirs[:] = [d for d in dirs if not _is_cluster_dir(d)]
         for name in dirs + files:
             path = Path(root) / name
             mode = path.lstat().st_mode
@@ -100,9 +96,9 @@ def status(settings: Settings, names: Iterable[str] = ()) -> list[ServiceStatus]
 def clean(settings: Settings) -> None:
     """Stop everything and delete all data and logs under var/."""
     down(settings)
-    postgres_dir = settings.var_dir / "postgres"
-    if postgres_dir.is_symlink():  # cluster relocated outside the clone (see Postgres)
-        shutil.rmtree(postgres_dir.resolve(), ignore_errors=True)
+    for entry in settings.var_dir.glob("postgres*"):
+        if entry.is_symlink():  # cluster relocated outside the clone (see PostgresCluster)
+            shutil.rmtree(entry.resolve(), ignore_errors=True)
     shutil.rmtree(settings.var_dir, ignore_errors=True)
     log.info("removed %s", settings.var_dir)
 
@@ -114,6 +110,11 @@ def follow_logs(settings: Settings, names: Iterable[str] = ()) -> None:
 
 def log_tails(settings: Settings, names: Iterable[str] = (), lines: int = 20) -> dict[str, str]:
     return {s.name: tail(s.log_file, lines) for s in select(settings, names)}
+
+
+def _is_cluster_dir(name: str) -> bool:
+    """A PostgreSQL cluster's directory under var/ (`postgres` is that of the one-cluster layout)."""
+    return name == "postgres" or name.startswith("postgres-")
 
 
 def _wait_healthy(service: Service) -> None:

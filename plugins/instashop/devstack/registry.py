@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from instashop.devstack.airflow import AirflowApiServer, AirflowDagProcessor, AirflowScheduler, AirflowTriggerer
 from instashop.devstack.kafka import KafkaBroker, KafkaConnect
-from instashop.devstack.postgres import Postgres
+from instashop.devstack.postgres import ShopPostgres, WarehousePostgres
 from instashop.devstack.redis_server import RedisServer
 from instashop.devstack.service import Service
 from instashop.devstack.superset import Superset
 from instashop.settings import Settings
 
 SERVICE_CLASSES: tuple[type[Service], ...] = (
-    Postgres,
+    ShopPostgres,
+    WarehousePostgres,
     RedisServer,
     KafkaBroker,
     KafkaConnect,

@@ -17,6 +17,10 @@ from instashop.ops.process import DetachedProcess
 from instashop.settings import Settings
 
 
+class StackError(RuntimeError):
+    """A service could not be started; the message says which and why."""
+
+
 class Service(ABC):
     name: str
     # Key of the port in .env (`<port_key>_PORT`); None for a service without a port.

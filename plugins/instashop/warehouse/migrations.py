@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import psycopg2
 
@@ -23,16 +24,20 @@ _LOCK_ID = 0x1257_A50D  # any constant shared by every migrate run
 
 @dataclass(frozen=True)
 class Target:
-    """A database and the role that must own what its migrations create."""
+    """A database, the cluster it lives on and the role that must own what its migrations create."""
 
     sql_dir: str
     database: str
     owner: str
+    cluster: Literal["shop", "dwh"]
+
+    def admin_dsn(self, settings: Settings) -> str:
+        return settings.shop_admin(self.database) if self.cluster == "shop" else settings.dwh_admin(self.database)
 
 
 TARGETS = (
-    Target("oltp", "instashop", "instashop_app"),
-    Target("dwh", "dwh", "postgres"),
+    Target("oltp", "instashop", "instashop_app", "shop"),
+    Target("dwh", "dwh", "postgres", "dwh"),
 )
 
 
@@ -50,7 +55,7 @@ def migrate(settings: Settings, targets: tuple[Target, ...] = TARGETS) -> list[s
 
 def _migrate_target(settings: Settings, target: Target) -> list[str]:
     files = sorted((SQL_DIR / target.sql_dir).glob("*.sql"))
-    conn = psycopg2.connect(settings.admin_dsn(target.database))
+    conn = psycopg2.connect(target.admin_dsn(settings))
     applied = []
     try:
         with conn, conn.cursor() as cur:

@@ -131,8 +131,8 @@ class FaultInjector:
                 {"DWH": p.dwh_path_after, "Redis": p.spark_path_after},
             ),
             "postgres": Fault(
-                "restart PostgreSQL (OLTP + DWH)",
-                lambda: manager.down(settings, ["postgres"]),
+                "restart both PostgreSQL clusters (shop and warehouse)",
+                lambda: manager.down(settings, ["postgres-shop", "postgres-dwh"]),
                 self.restart_stack,
                 # Airflow's scheduler, dag-processor and triggerer exit when their database goes away.
                 lambda: p.dwh_answers() and p.stack_healthy(),
