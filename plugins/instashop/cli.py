@@ -18,6 +18,7 @@ import click
 import psycopg2
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from instashop import kafka_auth
@@ -62,6 +63,101 @@ def migrate() -> None:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(1)
     click.echo(f"applied {len(applied)} migration(s)" if applied else "schemas are up to date")
+
+
+@db.command("bootstrap-source")
+@click.option(
+    "--owner-dsn",
+    required=True,
+    help="The captured tables' owner on the shop database (not a superuser); leave the password to ~/.pgpass.",
+)
+@click.option("--admin-dsn", help="A role that may create REPLICATION roles; only needed to create or fix the role.")
+@click.option(
+    "--replication-role",
+    default=lambda: connector.load_config()["database.user"],
+    show_default="debezium, the connector's database.user",
+    help="The role Debezium logs in as; created with DEBEZIUM_PASSWORD of .env.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
+def bootstrap_source(owner_dsn: str, admin_dsn: str | None, replication_role: str, dry_run: bool) -> None:
+    """Prepare an existing shop database for capture with least privilege (see docs/source-database.md).
+
+    Exits 2 when a step is left to the DBA (the statement is printed), 1 when the database cannot be
+    prepared as it is."""
+    from instashop.capture import source_bootstrap as bootstrap
+
+    conns: list = []
+    try:
+        owner = bootstrap.connect(owner_dsn, "--owner-dsn")
+        conns.append(owner)
+        admin = bootstrap.connect(admin_dsn, "--admin-dsn") if admin_dsn else None
+        conns.append(admin)
+        target = bootstrap.target_from_connector(owner.info.dbname, replication_role)
+        outcomes = bootstrap.execute(bootstrap.Connections(owner, _debezium_password, admin), target, dry_run)
+        _print_bootstrap(outcomes, owner, dry_run)
+    except (bootstrap.BootstrapError, psycopg2.Error) as err:
+        console.print(f"[bold red]error:[/] {escape(str(err).strip())}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    finally:
+        for conn in conns:
+            if conn is not None:
+                conn.close()
+    if not dry_run and bootstrap.needs_dba(outcomes):
+        console.print(
+            "[bold yellow]needs the DBA:[/] run the statement(s) above as an admin, then run this command again "
+            "for the steps that wait for it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
+
+
+def _debezium_password() -> str:
+    from instashop.capture.source_bootstrap import BootstrapError
+
+    try:
+        return load_settings().debezium_password
+    except (OSError, ValueError) as err:  # no .env, or bad settings (the message names keys, not values)
+        raise BootstrapError(f"the replication role's password (DEBEZIUM_PASSWORD) is unavailable: {err}") from None
+
+
+_STATUS_STYLE = {
+    "done": "green",
+    "already in place": "dim green",
+    "would run": "cyan",
+    "needs the DBA": "bold yellow",
+    "waits for the DBA": "yellow",
+}
+
+
+def _print_bootstrap(outcomes, conn, dry_run: bool) -> None:
+    """Each step with its status; the SQL of what ran, would run or is left to the DBA."""
+    from instashop.capture import source_bootstrap as bootstrap
+
+    for outcome in outcomes:
+        step, status = outcome.step, outcome.status
+        style = _STATUS_STYLE[status.value]
+        console.print(
+            f"[{style}]{status.value:<18}[/] {escape(step.what)} [dim]({step.runner})[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if step.statement is not None and (dry_run or status is not bootstrap.Status.IN_PLACE):
+            console.print(f"    {escape(bootstrap.render(step.statement, conn))};", highlight=False, soft_wrap=True)
+    for_dba = [o.step for o in outcomes if o.status is bootstrap.Status.NEEDS_DBA]
+    if for_dba:
+        console.print(
+            "The DBA must run, as a superuser (on a managed service its admin role: see docs/source-database.md):",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for step in for_dba:
+            assert step.statement is not None  # checks are never left to the DBA: they refuse
+            console.print(f"    {escape(bootstrap.render(step.statement, conn))};", highlight=False, soft_wrap=True)
+    if dry_run:
+        console.print("dry run: nothing changed")
+    elif all(o.status is bootstrap.Status.IN_PLACE for o in outcomes):
+        console.print("everything is already in place: nothing changed")
 
 
 # --- consumer ------------------------------------------------------------------------------------
