@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     airflow_port: Port
     superset_port: Port
     spark_ui_port: Port
+    supervisor_port: Port
 
     # Logins
     airflow_admin_user: str
@@ -96,6 +97,8 @@ class Settings(BaseSettings):
     superset_admin_password: Secret
     connect_rest_user: str
     connect_rest_password: Secret
+    supervisor_user: str
+    supervisor_password: Secret
 
     # PostgreSQL roles' passwords (the DSNs below carry them; these are for the set-up of the roles)
     shop_postgres_superuser_password: Secret
@@ -146,6 +149,7 @@ class Settings(BaseSettings):
     redis_superset_url: RedisUrl
     airflow_url: HttpUrl
     superset_url: HttpUrl
+    supervisor_url: HttpUrl
 
     # Runtime state of the local stack: data, logs and pid files (git-ignored)
     instashop_var: Path = REPO_ROOT / "var"

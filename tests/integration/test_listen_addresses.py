@@ -1,7 +1,7 @@
 """Nothing the stack or its jobs started listens outside loopback (issue 16, item 2).
 
-Every process with a pid file under var/run (the services of `make up`, the jobs of `make demo` and
-the tests' own job instances) and everything below it (the Spark app's driver JVM, PostgreSQL's
+supervisord and every service it runs, every process with a pid file under var/run (the jobs of
+`make demo` and the tests' own job instances) and everything below each (the Spark app's driver JVM, PostgreSQL's
 backends) is looked up in `ss -ltnpH`. A Real-time Mode Spark app is running meanwhile: its
 streaming-shuffle servers (one per task) are the listeners that used to bind every interface.
 
@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from instashop.devstack import manager
 from instashop.ops.process import wait_until
 from tests.support.listeners import LOOPBACK, descendants, host_of, listening
 from tests.support.live_app import SHUFFLE_SERVERS_AT_LEAST, LiveApp
@@ -33,7 +34,7 @@ def realtime_app(settings, cdc_pipeline, tmp_path_factory):
 
 
 def stack_pids(settings) -> dict[str, set[int]]:
-    """Each pid file's process and its descendants, by pid file name."""
+    """Each service's and pid file's process and its descendants, by name."""
     trees = {}
     for pid_file in sorted((settings.var_dir / "run").glob("*.pid")):
         try:
@@ -41,6 +42,9 @@ def stack_pids(settings) -> dict[str, set[int]]:
         except (FileNotFoundError, ValueError):
             continue
         trees[pid_file.stem] = descendants(pid)
+    for service in manager.select(settings):
+        if (pid := service.pid()) is not None:
+            trees[service.name] = descendants(pid)
     return trees
 
 
@@ -52,7 +56,8 @@ def test_every_listener_of_the_stack_and_its_jobs_is_on_loopback(settings, realt
     time.sleep(1)
 
     trees = stack_pids(settings)
-    assert {"postgres-shop", "postgres-dwh", "kafka", "redis"} <= set(trees), f"stack not running: {sorted(trees)}"
+    expected = {"supervisord", "postgres-shop", "postgres-dwh", "kafka", "redis"}
+    assert expected <= set(trees), f"stack not running: {sorted(trees)}"
     outside = {
         name: sorted(
             {

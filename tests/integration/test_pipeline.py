@@ -98,7 +98,7 @@ def test_connect_worker_restart_replays_without_duplicates(settings, cdc_pipelin
     writer, prefix = _start_writer(settings, seed=13)
     _wait_mid_stream(settings, writer, prefix)
     killed_at = time.time()
-    connect.process.kill()  # Debezium resumes from its last flushed offset: changes are sent twice
+    connect.kill()  # Debezium resumes from its last flushed offset: changes are sent twice
     subprocess.run([str(settings.main_venv / "bin" / "instashop"), "stack", "up", "connect"], check=True)
     writer.finish(WRITER_TIMEOUT)
     _assert_dwh_equals_truth(settings)

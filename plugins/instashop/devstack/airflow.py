@@ -139,9 +139,10 @@ class _AirflowComponent(Service):
             return False
         try:
             heartbeat = datetime.fromisoformat(component[f"latest_{self.health_key}_heartbeat"])
-            return heartbeat.timestamp() >= self.process.pid_file.stat().st_mtime
-        except (KeyError, TypeError, ValueError, OSError):
+        except (KeyError, TypeError, ValueError):
             return False
+        started = self.started_at()
+        return started is not None and heartbeat.timestamp() >= started
 
 
 class AirflowApiServer(_AirflowComponent):

@@ -76,12 +76,12 @@ def down(services: tuple[str, ...]) -> None:
 @stack.command()
 @click.argument("services", nargs=-1)
 def status(services: tuple[str, ...]) -> None:
-    """A table of service, port, pid and health; exits 1 unless all are healthy."""
+    """A table of service, port, supervisord state, pid and health; exits 1 unless all are healthy."""
     rows = manager.status(load_settings(), services)
-    table = Table("service", "port", "pid", "healthy", "log")
+    table = Table("service", "port", "state", "pid", "healthy", "log")
     for row in rows:
         healthy = "[green]yes[/]" if row.healthy else "[red]no[/]"
-        table.add_row(row.name, str(row.port or "-"), str(row.pid or "-"), healthy, row.log_file)
+        table.add_row(row.name, str(row.port or "-"), row.state, str(row.pid or "-"), healthy, row.log_file)
     console.print(table)
     sys.exit(0 if all(r.healthy for r in rows) else 1)
 

@@ -42,6 +42,8 @@ _SECRET_KEYS = (
     "KAFKA_AIRFLOW_PASSWORD",
     # PostgreSQL role of the Debezium JDBC sink (the benchmarks' peer), the only one it may use.
     "JDBC_SINK_PASSWORD",
+    # supervisord's XML-RPC API (the process manager of the local services; HTTP basic auth)
+    "SUPERVISOR_PASSWORD",
     # spark.authenticate with a master other than local[...] (local mode generates its own)
     "SPARK_AUTH_SECRET",
 )
@@ -60,11 +62,13 @@ REDIS_PORT=6379
 AIRFLOW_PORT=8080
 SUPERSET_PORT=8088
 SPARK_UI_PORT=4040
+SUPERVISOR_PORT=9001
 
 # Logins of the web UIs
 AIRFLOW_ADMIN_USER=admin
 SUPERSET_ADMIN_USER=admin
 CONNECT_REST_USER=instashop
+SUPERVISOR_USER=instashop
 
 # Random secrets
 {secrets}
@@ -86,6 +90,7 @@ REDIS_LIVE_READER_URL=redis://live_reader:${{REDIS_LIVE_READER_PASSWORD}}@127.0.
 REDIS_SUPERSET_URL=redis://superset:${{REDIS_SUPERSET_PASSWORD}}@127.0.0.1:${{REDIS_PORT}}/1
 AIRFLOW_URL=http://127.0.0.1:${{AIRFLOW_PORT}}
 SUPERSET_URL=http://127.0.0.1:${{SUPERSET_PORT}}
+SUPERVISOR_URL=http://127.0.0.1:${{SUPERVISOR_PORT}}
 """
 
 

@@ -1,4 +1,8 @@
-"""`make up / down / status / logs / clean`: start, stop and inspect the local stack."""
+"""`make up / down / status / logs / clean`: start, stop and inspect the local stack.
+
+supervisord (instashop.devstack.supervisord) runs the services and restarts them when they exit;
+`up` starts them in order and waits for each to be healthy, `down` stops them and then supervisord.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from instashop.devstack.registry import all_services
 from instashop.devstack.service import Service, StackError
+from instashop.devstack.supervisord import Supervisord
 from instashop.ops.process import tail, wait_until
 from instashop.settings import Settings
 
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 class ServiceStatus:
     name: str
     port: int | None
+    state: str  # supervisord's: RUNNING, BACKOFF (restarting), FATAL (gave up), STOPPED, ...
     pid: int | None
     healthy: bool
     log_file: str
@@ -42,7 +48,11 @@ def select(settings: Settings, names: Iterable[str] = ()) -> list[Service]:
 def up(settings: Settings, names: Iterable[str] = ()) -> None:
     """Start what is not running, in order, waiting for each to be healthy. Safe to repeat."""
     make_var_private(settings.var_dir)
-    for service in select(settings, names):
+    selected = select(settings, names)
+    everything = all_services(settings)
+    _stop_legacy_processes(everything)
+    Supervisord(settings).ensure_running(everything)
+    for service in selected:
         if service.pid() is not None:
             _wait_healthy(service)
             service.bootstrap()  # idempotent: picks up roles or passwords added since it started
@@ -80,17 +90,28 @@ def make_var_private(var_dir: Path) -> None:
 
 
 def down(settings: Settings, names: Iterable[str] = ()) -> None:
-    """Stop running services in reverse order; data is kept."""
+    """Stop running services in reverse order, then supervisord if all were asked; data is kept."""
     for service in reversed(select(settings, names)):
         if service.stop():
             log.info("%-18s stopped", service.name)
+    if not names:
+        _stop_legacy_processes(all_services(settings))
+        if Supervisord(settings).stop():
+            log.info("%-18s stopped", "supervisord")
 
 
 def status(settings: Settings, names: Iterable[str] = ()) -> list[ServiceStatus]:
-    return [
-        ServiceStatus(s.name, s.port, pid := s.pid(), pid is not None and s.is_healthy(), str(s.log_file))
-        for s in select(settings, names)
-    ]
+    rows = []
+    for service in select(settings, names):
+        state = service.state()
+        pid = state.pid if state is not None else None
+        healthy = pid is not None and service.is_healthy()
+        rows.append(
+            ServiceStatus(
+                service.name, service.port, state.state if state else "-", pid, healthy, str(service.log_file)
+            )
+        )
+    return rows
 
 
 def clean(settings: Settings) -> None:
@@ -117,11 +138,22 @@ def _is_cluster_dir(name: str) -> bool:
     return name == "postgres" or name.startswith("postgres-")
 
 
+def _stop_legacy_processes(services: list[Service]) -> None:
+    """Stop what an older version started as detached processes with pid files (no supervisord)."""
+    for service in services:
+        legacy = service.legacy_process()
+        if legacy.pid() is not None:
+            log.info("%-18s stopping the copy an older version started without a process manager", service.name)
+            legacy.stop(service.stop_timeout, service.stop_signal)
+
+
 def _wait_healthy(service: Service) -> None:
-    """Wait for the health check; fail fast if the process exits, with its log tail either way."""
-    became_healthy = wait_until(lambda: service.pid() is None or service.is_healthy(), service.health_timeout)
-    if service.pid() is None:
-        problem = "exited during start-up"
+    """Wait for the health check while supervisord (re)starts the process; fail fast once it gives
+    up on a process that keeps exiting at start, with the log tail either way."""
+    became_healthy = wait_until(lambda: service.given_up() or service.is_healthy(), service.health_timeout)
+    if service.given_up():
+        state = service.state()
+        problem = f"kept exiting at start-up ({state.description if state else 'supervisord gave up'})"
     elif not became_healthy:
         problem = f"did not become healthy within {service.health_timeout:.0f}s"
     else:

@@ -1,8 +1,10 @@
 """What every service of the local stack offers the stack manager.
 
-A service is a detached process with a log, an optional TCP port, a health check, an idempotent
-`prepare` (config files, data directories) run before start and an idempotent `bootstrap`
-(roles, databases, users) run once it is healthy. Subclasses say only what is specific to them.
+A service is one program of the process manager (supervisord, see instashop.devstack.supervisord)
+with a log, an optional TCP port, a health check, an idempotent `prepare` (config files, data
+directories) run before each start and an idempotent `bootstrap` (roles, databases, users) run
+once it is healthy. supervisord starts it again when it exits; subclasses say only what is
+specific to them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from instashop.ops.process import DetachedProcess
+from instashop.ops.process import DetachedProcess, kill_group, wait_until
+from instashop.ops.process_manager import GIVEN_UP_STATES, ProcessManager, ProcessManagerError, ProgramState
 from instashop.settings import Settings
+
+# A start request is answered with a pid within this time, or supervisord says why not.
+SPAWN_TIMEOUT = 10.0
 
 
 class StackError(RuntimeError):
@@ -33,12 +39,7 @@ class Service(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.process = DetachedProcess(
-            name=self.name,
-            pid_file=self.run_dir / f"{self.name}.pid",
-            log_file=self.log_file,
-            marker=self.marker(),
-        )
+        self.programs = ProcessManager.from_settings(settings)
 
     # --- what subclasses provide -------------------------------------------------------------
 
@@ -51,11 +52,11 @@ class Service(ABC):
         """A real request to the service (SQL, PING, REST); never raises."""
 
     def marker(self) -> str:
-        """A string of the process's command line that identifies it (see DetachedProcess)."""
+        """A string of the process's command line that identifies it (see legacy_process)."""
         return str(self.data_dir)
 
     def environment(self) -> Mapping[str, str] | None:
-        """Environment of the process; None inherits the caller's."""
+        """Environment of the process; None: supervisord's own (instashop.devstack.supervisord)."""
         return None
 
     def prepare(self) -> None:
@@ -86,15 +87,52 @@ class Service(ABC):
     def log_file(self) -> Path:
         return self.settings.var_dir / "log" / f"{self.name}.log"
 
-    def pid(self) -> int | None:
-        return self.process.pid()
+    def state(self) -> ProgramState | None:
+        """supervisord's view of the program; None when supervisord is not running (nor is it)."""
+        try:
+            return self.programs.state(self.name)
+        except ProcessManagerError:
+            return None
 
-    def start(self) -> int:
+    def pid(self) -> int | None:
+        state = self.state()
+        return state.pid if state is not None else None
+
+    def started_at(self) -> float | None:
+        """Epoch seconds of the running process's start, or None."""
+        state = self.state()
+        return state.started_at if state is not None and state.alive else None
+
+    def given_up(self) -> bool:
+        """supervisord stopped retrying a process that keeps dying at start."""
+        state = self.state()
+        return state is not None and state.state in GIVEN_UP_STATES
+
+    def start(self) -> int | None:
+        """Prepare, then have supervisord start it; the pid, or None if it died at once."""
         self.prepare()
-        return self.process.start(self.command(), env=self.environment(), cwd=self.data_dir, user=self.user)
+        self.programs.start(self.name)
+        wait_until(lambda: self.pid() is not None or self.given_up(), SPAWN_TIMEOUT, 0.1)
+        return self.pid()
 
     def stop(self) -> bool:
-        return self.process.stop(self.stop_timeout, self.stop_signal)
+        """Stop (supervisord sends SIGKILL after stop_timeout); False if it was not running."""
+        try:
+            return self.programs.stop(self.name, self.stop_timeout)
+        except ProcessManagerError:
+            return False  # no supervisord: nothing of ours runs
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group, as a crash would; the pid killed (None: not running).
+        supervisord notices and starts it again."""
+        pid = self.pid()
+        if pid is not None:
+            kill_group(pid, self.name)
+        return pid
+
+    def legacy_process(self) -> DetachedProcess:
+        """The same service as an older version ran it: a detached process with a pid file."""
+        return DetachedProcess(self.name, self.run_dir / f"{self.name}.pid", self.log_file, self.marker())
 
     def port_taken(self) -> bool:
         """True if something already listens on our port (checked only when we are not running)."""

@@ -1,8 +1,8 @@
 """Detached processes tracked by pid files.
 
-Used by the local stack for its servers and, later, by the stream supervisor for the consumer
-and the Spark app: a process outlives whoever started it, its pid file tells who it is, and a
-stale pid file (after a crash or a reboot) is recognised and ignored.
+Used for the pipeline's jobs (the consumer, the Spark app) and for supervisord itself: a process
+outlives whoever started it, its pid file tells who it is, and a stale pid file (after a crash or
+a reboot) is recognised and ignored.
 """
 
 from __future__ import annotations
@@ -95,10 +95,15 @@ class DetachedProcess:
         """
         pid = self.pid()
         if pid is not None:
-            _signal_group(pid, signal.SIGKILL)
-            if not wait_until(lambda: not _alive(pid), 10, 0.05):
-                raise RuntimeError(f"{self.name}: pid {pid} still alive 10s after SIGKILL")
+            kill_group(pid, self.name)
         return pid
+
+
+def kill_group(pid: int, name: str, timeout: float = 10.0) -> None:
+    """SIGKILL a process group at once and wait until its leader is gone."""
+    _signal_group(pid, signal.SIGKILL)
+    if not wait_until(lambda: not _alive(pid), timeout, 0.05):
+        raise RuntimeError(f"{name}: pid {pid} still alive {timeout:.0f}s after SIGKILL")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:

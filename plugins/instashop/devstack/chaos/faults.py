@@ -80,10 +80,10 @@ class Recovery(threading.Thread):
 
 
 def kill_service(service: Service, timeout: float = 60.0) -> None:
-    """SIGKILL a stack service, then wait until its port is free: a big JVM under load can take a while
-    to let go of its sockets after its command line is gone (and `up` would then find the port taken)."""
-    service.process.kill()
-    if not wait_until(lambda: not service.port_taken(), timeout):
+    """SIGKILL a stack service, then wait until supervisord has started a new one or its port is free:
+    a big JVM under load can take a while to let go of its sockets after its command line is gone."""
+    killed = service.kill()
+    if not wait_until(lambda: service.pid() not in (None, killed) or not service.port_taken(), timeout):
         log.warning("%s: port %s still taken %.0f s after SIGKILL", service.name, service.port, timeout)
 
 
@@ -119,21 +119,21 @@ class FaultInjector:
             "connect": Fault(
                 "SIGKILL Kafka Connect worker",
                 lambda: kill_service(KafkaConnect(settings)),
-                self.restart_stack,
+                self.left_to_the_process_manager,
                 p.connector_healthy,
                 dwh_path,
             ),
             "kafka": Fault(
                 "SIGKILL Kafka broker",
                 lambda: kill_service(KafkaBroker(settings)),
-                self.restart_stack,
+                self.left_to_the_process_manager,
                 p.broker_accepts_produce,
                 {"DWH": p.dwh_path_after, "Redis": p.spark_path_after},
             ),
             "postgres": Fault(
                 "restart both PostgreSQL clusters (shop and warehouse)",
                 lambda: manager.down(settings, ["postgres-shop", "postgres-dwh"]),
-                self.restart_stack,
+                self.restart_databases,
                 # Airflow's scheduler, dag-processor and triggerer exit when their database goes away.
                 lambda: p.dwh_answers() and p.stack_healthy(),
                 dwh_path,
@@ -171,8 +171,8 @@ class FaultInjector:
     def _await_recovery(self, fault: Fault, watch: Recovery, deadline: float) -> None:
         """Until the piece is back or the deadline; a stack service that stopped meanwhile is started again."""
         while not watch.recovered() and time.time() < deadline:
-            if fault.supervised is None and self.stack_service_stopped():
-                log.warning("a stack service stopped meanwhile: instashop stack up again")  # `make up` again
+            if fault.supervised is None and self.stack_service_given_up():
+                log.warning("supervisord gave up on a stack service: instashop stack up again")  # `make up` again
                 try:
                     self.restart_stack()
                 except manager.StackError as err:
@@ -223,6 +223,19 @@ class FaultInjector:
             return f"{supervisor.DAG_ID} (REST trigger)"
         return f"{supervisor.DAG_ID} (scheduled run; the trigger failed)"
 
+    def left_to_the_process_manager(self) -> str:
+        """Nothing: supervisord starts a killed service again by itself. A supervisor run follows for
+        the connector, whose tasks die with the Connect worker."""
+        self.trigger_supervisor()
+        return f"supervisord + {supervisor.DAG_ID}"
+
+    def restart_databases(self) -> str:
+        """What an operator does after stopping the databases: start them again, nothing else;
+        Airflow's components, which exit without their database, are supervisord's to bring back."""
+        manager.up(self.settings, ["postgres-shop", "postgres-dwh"])
+        self.trigger_supervisor()
+        return f"instashop stack up postgres-shop postgres-dwh; supervisord + {supervisor.DAG_ID}"
+
     def restart_stack(self) -> str:
         """What an operator runs after a crash (`instashop stack up`: starts every service that is not
         running, in order), then a supervisor run for the jobs and the connector."""
@@ -230,8 +243,8 @@ class FaultInjector:
         self.trigger_supervisor()
         return f"instashop stack up + {supervisor.DAG_ID}"
 
-    def stack_service_stopped(self) -> bool:
-        return any(service.pid() is None for service in manager.select(self.settings))
+    def stack_service_given_up(self) -> bool:
+        return any(service.given_up() for service in manager.select(self.settings))
 
     def _supervisor_acted(self, component: str, since: float) -> bool:
         return any(c == component for c, *_ in self.supervisor_actions(since))
