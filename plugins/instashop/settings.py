@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     superset_url: HttpUrl
     supervisor_url: HttpUrl
 
+    # Services the user runs, by name (`instashop stack status`): `make up` checks them, starts the rest.
+    external_services: str = ""
+
     # Runtime state of the local stack: data, logs and pid files (git-ignored)
     instashop_var: Path = REPO_ROOT / "var"
 

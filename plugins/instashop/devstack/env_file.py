@@ -64,6 +64,10 @@ SUPERSET_PORT=8088
 SPARK_UI_PORT=4040
 SUPERVISOR_PORT=9001
 
+# Services you run yourself (comma-separated names of `instashop stack status`, e.g.
+# postgres-shop,kafka): `make up` does not start them, it checks they answer at the addresses below.
+EXTERNAL_SERVICES=
+
 # Logins of the web UIs
 AIRFLOW_ADMIN_USER=admin
 SUPERSET_ADMIN_USER=admin

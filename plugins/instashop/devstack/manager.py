@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from instashop.devstack import external
 from instashop.devstack.registry import all_services
 from instashop.devstack.service import Service, StackError
 from instashop.devstack.supervisord import Supervisord
@@ -49,10 +50,15 @@ def up(settings: Settings, names: Iterable[str] = ()) -> None:
     """Start what is not running, in order, waiting for each to be healthy. Safe to repeat."""
     make_var_private(settings.var_dir)
     selected = select(settings, names)
-    everything = all_services(settings)
-    _stop_legacy_processes(everything)
-    Supervisord(settings).ensure_running(everything)
+    outside = _external(settings)
+    local = [service for service in all_services(settings) if service.name not in outside]
+    _stop_legacy_processes(local)
+    Supervisord(settings).ensure_running(local)
     for service in selected:
+        if service.name in outside:
+            external.check_reachable(service)
+            log.info("%-18s external, answers at %s", service.name, external.ADDRESS_KEYS[service.name])
+            continue
         if service.pid() is not None:
             _wait_healthy(service)
             service.bootstrap()  # idempotent: picks up roles or passwords added since it started
@@ -90,19 +96,25 @@ def make_var_private(var_dir: Path) -> None:
 
 
 def down(settings: Settings, names: Iterable[str] = ()) -> None:
-    """Stop running services in reverse order, then supervisord if all were asked; data is kept."""
+    """Stop running services in reverse order, then supervisord if all were asked; data is kept.
+    External services are the user's: never stopped."""
+    outside = _external(settings)
     for service in reversed(select(settings, names)):
-        if service.stop():
+        if service.name not in outside and service.stop():
             log.info("%-18s stopped", service.name)
     if not names:
-        _stop_legacy_processes(all_services(settings))
+        _stop_legacy_processes([s for s in all_services(settings) if s.name not in outside])
         if Supervisord(settings).stop():
             log.info("%-18s stopped", "supervisord")
 
 
 def status(settings: Settings, names: Iterable[str] = ()) -> list[ServiceStatus]:
-    rows = []
+    rows, outside = [], _external(settings)
     for service in select(settings, names):
+        if service.name in outside:
+            reachable = external.unreachable_reason(service) is None
+            rows.append(ServiceStatus(service.name, None, "external", None, reachable, "-"))
+            continue
         state = service.state()
         pid = state.pid if state is not None else None
         healthy = pid is not None and service.is_healthy()
@@ -136,6 +148,10 @@ def log_tails(settings: Settings, names: Iterable[str] = (), lines: int = 20) ->
 def _is_cluster_dir(name: str) -> bool:
     """A PostgreSQL cluster's directory under var/ (`postgres` is that of the one-cluster layout)."""
     return name == "postgres" or name.startswith("postgres-")
+
+
+def _external(settings: Settings) -> set[str]:
+    return external.external_names(settings, [service.name for service in all_services(settings)])
 
 
 def _stop_legacy_processes(services: list[Service]) -> None:
