@@ -112,7 +112,7 @@ def run_sink(
     console: Console,
 ) -> Drain:
     """Register the sink and time it until its group has committed `expected` records."""
-    worker = KafkaConnect(settings).process.pid()
+    worker = KafkaConnect(settings).pid()
     if worker is None:
         raise RuntimeError("Kafka Connect is not running: `make up` first")
     connect = ConnectClient(settings)

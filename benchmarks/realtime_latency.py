@@ -29,6 +29,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -130,14 +131,27 @@ def batch_lines(log_file: Path, since: float) -> list[tuple[int, int]]:
 # --- probes -------------------------------------------------------------------------------------
 
 
+def probe_customer(cur) -> int:
+    """A customer for the probes' rows: the shop's first, or one made for them in an empty shop
+    (a fresh `make up` without `make demo`)."""
+    cur.execute("SELECT min(customer_id) FROM customers")
+    (customer_id,) = cur.fetchone()
+    if customer_id is None:
+        cur.execute(
+            "INSERT INTO customers (name, email, country) VALUES ('Latency Probe', %s, 'ZZ') RETURNING customer_id",
+            (f"latency-probe-{uuid.uuid4().hex[:12]}@example.invalid",),
+        )
+        (customer_id,) = cur.fetchone()
+    return customer_id
+
+
 class Prober:
     """Commits probe transactions into free 10-second windows and times when Redis counts them."""
 
     def __init__(self, settings: Settings, client: redis.Redis, key_prefix: str) -> None:
         self.conn = psycopg2.connect(settings.oltp_dsn, application_name="instashop-latency-bench")
         with self.conn, self.conn.cursor() as cur:
-            cur.execute("SELECT min(customer_id) FROM customers")
-            self.customer_id = cur.fetchone()[0]
+            self.customer_id = probe_customer(cur)
         self.client, self.prefix = client, key_prefix
         self.probes: list[Probe] = []
         self.counts: dict[int, int] = {}
