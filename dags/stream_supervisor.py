@@ -8,6 +8,7 @@ Every minute, checks each long-running piece of the pipeline and heals what is d
 | `consumer` | pid file, heartbeat (`pipeline_heartbeats`), consumer-group lag (Kafka admin) | start, or stop + start |
 | `spark` | pid file, progress heartbeat in Redis | start, or stop + start |
 | `connector` | Kafka Connect REST status of the Debezium connector | REST restart, or register |
+| `replication_slot` | `pg_replication_slots` of the shop: exists, active, WAL kept | none: fails saying what to run |
 
 Jobs are detached processes with pid files (`instashop.ops.jobs`); tasks only look and act, so no
 stream ever lives inside an Airflow task. Starts happen under a per-job lock. Every check is a row
@@ -46,9 +47,14 @@ def stream_supervisor():
     def supervise_connector(run_id: str | None = None) -> dict:
         return supervisor.supervise_connector(run_id)
 
+    @task
+    def supervise_replication_slot(run_id: str | None = None) -> dict:
+        return supervisor.supervise_replication_slot(run_id)
+
     for name in supervisor.job_names():
         supervise_job.override(task_id=f"supervise_{name}")(name)
     supervise_connector()
+    supervise_replication_slot()
 
 
 stream_supervisor()

@@ -399,6 +399,10 @@ def test_supervisor_restarts_a_killed_consumer_and_nothing_is_lost(settings, cdc
     # The schedule is paused (supervisor_paused): our run started it, and it is on record.
     assert ("down", "started") in _actions_since(settings, "consumer", killed_at)
     assert run.xcom["supervise_connector"]["status"] == "healthy"
+    # Debezium streams from its slot: it exists, a client is on it, little WAL is kept for it.
+    slot = run.xcom["supervise_replication_slot"]
+    assert slot["status"] == "healthy", slot
+    assert slot["details"]["active"] is True and slot["details"]["slot"] == "instashop_debezium"
 
     oltp, _ = run_sessions(settings, options.session_prefix)
     assert oltp > frozen, "the shop wrote nothing while the consumer was down"

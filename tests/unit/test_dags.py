@@ -61,7 +61,7 @@ def test_stream_supervisor_runs_every_minute_one_run_at_a_time(dagbag):
     dag = dagbag.dags["stream_supervisor"]
     assert dag.max_active_runs == 1
     assert dag.schedule == "* * * * *"
-    assert {"supervise_consumer", "supervise_connector"} <= set(dag.task_ids)
+    assert {"supervise_consumer", "supervise_connector", "supervise_replication_slot"} <= set(dag.task_ids)
     # A run must end well within the schedule's interval plus its restart time.
     assert all(task.execution_timeout <= timedelta(minutes=5) for task in dag.tasks)
 

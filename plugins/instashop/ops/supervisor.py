@@ -389,6 +389,21 @@ def supervise_connector(run_id: str | None = None) -> dict[str, Any]:
     return check.as_dict()
 
 
+def supervise_replication_slot(run_id: str | None = None) -> dict[str, Any]:
+    """The Debezium slot's check, recorded; the task fails while the slot is gone or lost."""
+    from instashop.ops import airflow_connections as conns
+    from instashop.ops import replication_slot
+
+    with conns.postgres(conns.OLTP_READ) as shop:
+        check = replication_slot.check_slot(shop, replication_slot.connector_slot())
+    with conns.postgres(conns.DWH_MAINTAINER) as dwh:
+        record(dwh, [check], run_id)
+    log.info("%s: %s, %s", check.component, check.status, check.details)
+    if check.status == DOWN:
+        raise SupervisorError(check.details["reason"])
+    return check.as_dict()
+
+
 def _consumer_spec(settings, dwh) -> Supervised:
     from instashop.capture.connector import CDC_TOPIC_PATTERN
     from instashop.ingest.consumer import HEARTBEAT_COMPONENT, ConsumerOptions
