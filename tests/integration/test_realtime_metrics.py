@@ -14,6 +14,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
+import redis
 from confluent_kafka.admin import AdminClient
 
 from instashop import kafka_auth
@@ -478,3 +480,22 @@ def test_app_started_before_any_change_was_captured_counts_what_comes(settings, 
         app.cleanup()
         admin.delete_topics([t for t in wanted if t in admin.list_topics(timeout=10).topics])
         kafka_auth.revoke(admin, scratch)
+
+
+def test_too_few_task_slots_for_real_time_mode_stop_the_start_with_what_to_change(settings, tmp_path):
+    """local[4] offers 4 slots, a Real-time batch over the CDC topics holds 20: the start fails with
+    the numbers and the fixes, before the driver JVM starts (no heartbeat written), instead of the
+    query failing with CONCURRENT_SCHEDULER_INSUFFICIENT_SLOT and restarting in vain."""
+    prefix = f"{live_metrics.PREFIX}:it:{uuid.uuid4().hex[:8]}"
+    python = str(settings.main_venv / "bin" / "python")
+    argv = [python, "-m", "instashop.live.spark.app", "--master", "local[4]", "--trigger", "real-time"]
+    argv += ["--key-prefix", prefix, "--checkpoint", str(tmp_path / "checkpoint"), "--no-ui"]
+    try:
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        output = run.stdout + run.stderr
+        assert run.returncode == 2, output
+        assert "Real-time Mode needs" in output and "offers 4" in output, output
+        assert "--trigger micro-batch" in output, output
+        assert live_metrics.read_heartbeat(redis.Redis.from_url(settings.redis_url), prefix) is None
+    finally:
+        AdminClient(client_config(settings, ADMIN)).delete_topics([topics.live_aggregates(prefix)])

@@ -49,6 +49,7 @@ import redis
 from instashop import kafka_auth
 from instashop.capture import topics
 from instashop.live import metrics as live_metrics
+from instashop.live.spark import task_slots
 from instashop.live.spark.options import MICRO_BATCH, REAL_TIME, STATE_VERSION, Options, StartupError, scratch_for
 
 # Re-exported: the integration test and the latency benchmark find the app's scratch folder here.
@@ -217,6 +218,8 @@ def run(argv: list[str]) -> int:
         if "PYSPARK_GATEWAY_PORT" not in os.environ:  # we launch the JVM (see _jvm_environment)
             kafka_jars(settings)
             bind_shim(settings)
+            if options.master:
+                task_slots.check_local_master(options.master, options.trigger, partitions, options.shuffle_partitions)
     except StartupError as err:
         log.error("cannot start: %s", err)
         return 2
@@ -226,6 +229,13 @@ def run(argv: list[str]) -> int:
     heartbeat.write(status="starting", started_at=datetime.now(UTC).isoformat())
     spark = spark_session(options, settings, partitions)
     _on_signals(stop)  # again: SparkContext replaced the SIGINT handler with its own
+    try:
+        task_slots.check_session(spark.sparkContext, options.trigger, partitions, options.shuffle_partitions)
+    except StartupError as err:
+        log.error("cannot start: %s", err)
+        heartbeat.write(status="failed", error=str(err)[:500])
+        spark.stop()
+        return 2
     spark.streams.addListener(progress_listener(heartbeat))
     relay = start_relay(options, settings, heartbeat, stop) if options.trigger == REAL_TIME else None
     restarts = Restarts(QUERY_RESTARTS, QUERY_RESTART_WINDOW)

@@ -11,6 +11,7 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
+from instashop.live.spark import task_slots
 from instashop.live.spark.options import APP_NAME, MICRO_BATCH, Options, StartupError
 from instashop.settings import Settings
 
@@ -120,9 +121,9 @@ def _use_fresh_scratch(conf, scratch: Path) -> None:
 def _default_master(options: Options, partitions: int) -> str:
     if options.trigger == MICRO_BATCH:
         return f"local[*,{TASK_ATTEMPTS}]"
-    # Real-time Mode holds a task per Kafka partition plus one per shuffle partition of each stateful
-    # stage for the whole batch: local threads, mostly waiting on Kafka, not cores.
-    return f"local[{partitions + 2 * options.shuffle_partitions + 2},{TASK_ATTEMPTS}]"
+    # Real-time Mode holds its tasks for the whole batch (task_slots): local threads, mostly waiting
+    # on Kafka, not cores; two to spare.
+    return f"local[{task_slots.needed(partitions, options.shuffle_partitions) + 2},{TASK_ATTEMPTS}]"
 
 
 def _conf(options: Options, settings: Settings, host: str) -> dict[str, str]:
