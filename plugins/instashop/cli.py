@@ -85,6 +85,7 @@ def bootstrap_source(owner_dsn: str, admin_dsn: str | None, replication_role: st
     Exits 2 when a step is left to the DBA (the statement is printed), 1 when the database cannot be
     prepared as it is."""
     from instashop.capture import source_bootstrap as bootstrap
+    from instashop.capture import source_catalog
 
     conns: list = []
     try:
@@ -92,10 +93,10 @@ def bootstrap_source(owner_dsn: str, admin_dsn: str | None, replication_role: st
         conns.append(owner)
         admin = bootstrap.connect(admin_dsn, "--admin-dsn") if admin_dsn else None
         conns.append(admin)
-        target = bootstrap.target_from_connector(owner.info.dbname, replication_role)
+        target = source_catalog.target_from_connector(owner.info.dbname, replication_role)
         outcomes = bootstrap.execute(bootstrap.Connections(owner, _debezium_password, admin), target, dry_run)
         _print_bootstrap(outcomes, owner, dry_run)
-    except (bootstrap.BootstrapError, psycopg2.Error) as err:
+    except (source_catalog.BootstrapError, psycopg2.Error) as err:
         console.print(f"[bold red]error:[/] {escape(str(err).strip())}", highlight=False, soft_wrap=True)
         sys.exit(1)
     finally:
@@ -113,7 +114,7 @@ def bootstrap_source(owner_dsn: str, admin_dsn: str | None, replication_role: st
 
 
 def _debezium_password() -> str:
-    from instashop.capture.source_bootstrap import BootstrapError
+    from instashop.capture.source_catalog import BootstrapError
 
     try:
         return load_settings().debezium_password

@@ -11,16 +11,17 @@ from psycopg2 import sql
 
 from instashop.capture import connector
 from instashop.capture import source_bootstrap as bootstrap
-from instashop.capture.source_bootstrap import (
+from instashop.capture.source_bootstrap import Status
+from instashop.capture.source_catalog import (
     BootstrapError,
     Observed,
     PublicationState,
     RoleState,
-    Status,
     TableState,
+    target_from_connector,
 )
 
-TARGET = bootstrap.target_from_connector("shop", "debezium")
+TARGET = target_from_connector("shop", "debezium")
 NAMES = TARGET.names
 OWNER = "shop_owner"
 
