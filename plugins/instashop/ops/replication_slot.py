@@ -12,9 +12,7 @@ Read from pg_replication_slots, which any role may read (`instashop_oltp_read` d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from instashop.ops.supervisor import DEGRADED, DOWN, HEALTHY, Check
@@ -42,8 +40,9 @@ class SlotState:
 
 def connector_slot() -> str:
     """The slot the Debezium connector's config names."""
-    config = json.loads(resources.files("instashop.capture").joinpath("instashop-oltp.json").read_text())
-    return str(config["slot.name"])
+    from instashop.capture import connector
+
+    return str(connector.load_config()["slot.name"])
 
 
 def read_slot(conn, slot: str) -> SlotState | None:
